@@ -48,8 +48,8 @@ impl<'c> Reporter<'c> {
     }
 
     fn sample(&self) -> anyhow::Result<Sample> {
-        let interfaces = InterfaceMap::current().context("listing network interfaces")?;
-        Sample::read(Path::new(PROC_NET), &interfaces).context("reading /proc/net")
+        let interfaces = InterfaceMap::current()?;
+        Ok(Sample::read(Path::new(PROC_NET), &interfaces)?)
     }
 
     /// Takes the baseline that the next report's deltas are measured from.
@@ -232,30 +232,36 @@ pub async fn run(config: &Config, shutdown: impl std::future::Future<Output = ()
                         );
                         None
                     }
-                    Some(s) => {
-                        let (report, sample) = reporter.report().await?;
-                        let payload = reporter.encode(&report);
-                        let len = payload.len();
-                        match s.publish(&report_topic, payload, m.qos).await {
-                            Ok(()) => {
-                                reporter.sent(sample);
-                                sent += 1;
-                                tracing::info!(
-                                    report_id = report.header.report_id,
-                                    bytes = len,
-                                    "report published"
-                                );
-                                if expects_reply {
-                                    probe.reply_due.get_or_insert(Instant::now() + REPLY_TIMEOUT);
-                                } else if done(sent) {
-                                    s_disconnect(&mut session).await;
-                                    return Ok(());
-                                }
-                                None
-                            }
-                            Err(e) => Some(e),
+                    Some(s) => match reporter.report().await {
+                        // The baseline stays, so the next report still covers this interval.
+                        Err(e) => {
+                            tracing::warn!(error = %format!("{e:#}"), "cannot collect metrics: report skipped");
+                            None
                         }
-                    }
+                        Ok((report, sample)) => {
+                            let payload = reporter.encode(&report);
+                            let len = payload.len();
+                            match s.publish(&report_topic, payload, m.qos).await {
+                                Ok(()) => {
+                                    reporter.sent(sample);
+                                    sent += 1;
+                                    tracing::info!(
+                                        report_id = report.header.report_id,
+                                        bytes = len,
+                                        "report published"
+                                    );
+                                    if expects_reply {
+                                        probe.reply_due.get_or_insert(Instant::now() + REPLY_TIMEOUT);
+                                    } else if done(sent) {
+                                        s_disconnect(&mut session).await;
+                                        return Ok(());
+                                    }
+                                    None
+                                }
+                                Err(e) => Some(e),
+                            }
+                        }
+                    },
                 }
             }
             Wake::Liveness => {

@@ -4,7 +4,8 @@
 //! Each problem names the offending field by the path of keys the device sent
 //! (`met.tp.pts[2].pt`), so a device owner can find it in their own payload. Unknown keys are
 //! ignored: minor format versions may add fields. `null` counts as absent, since real agents
-//! send `"interface": null`.
+//! send `"interface": null`. A field given twice, under one name or both, is ambiguous and
+//! refused. Text echoed back from the device is escaped and clipped, so a rejection stays small.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -71,13 +72,23 @@ fn echo(s: &str, quoted: bool) -> impl fmt::Display + '_ {
 
 /// Collects problems while the walk goes on, so one rejection lists all of them.
 #[derive(Default)]
-struct Problems(Vec<String>);
+struct Problems(Vec<String>, usize);
 
 impl Problems {
     fn add(&mut self, path: &Path, what: impl fmt::Display) {
         if self.0.len() < MAX_PROBLEMS {
             self.0.push(format!("{path}: {what}"));
+        } else {
+            self.1 += 1;
         }
+    }
+
+    /// The list for the rejection, saying how many were left out.
+    fn into_list(mut self) -> Vec<String> {
+        if self.1 > 0 {
+            self.0.push(format!("and {} more", self.1));
+        }
+        self.0
     }
 }
 
@@ -86,7 +97,7 @@ pub(crate) fn report_from_value(doc: &Value) -> Result<MetricReport, (Vec<String
     let mut p = Problems::default();
     let root = Path::Root;
     let Some(top) = object(doc, &root, &mut p) else {
-        return Err((p.0, None));
+        return Err((p.into_list(), None));
     };
 
     let (report_id, version) = match top.required_any(HEADER_NAMES, &root, &mut p) {
@@ -107,7 +118,7 @@ pub(crate) fn report_from_value(doc: &Value) -> Result<MetricReport, (Vec<String
         }
         // The id is echoed whenever it could be read, even if the rest of the header is bad,
         // so that the device can correlate the rejection.
-        _ => Err((p.0, report_id)),
+        _ => Err((p.into_list(), report_id)),
     }
 }
 

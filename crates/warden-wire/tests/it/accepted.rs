@@ -41,10 +41,7 @@ fn with_custom(name: &str, value: CustomMetricValue) -> MetricReport {
 }
 
 fn tcp_ports(ports: Option<Vec<ListeningPort>>, total: Option<u64>) -> MetricReport {
-    with_metrics(Metrics {
-        listening_tcp_ports: Some(ListeningPorts { ports, total }),
-        ..Metrics::default()
-    })
+    with_metrics(Metrics { listening_tcp_ports: Some(ListeningPorts { ports, total }), ..Metrics::default() })
 }
 
 fn connections(connections: Vec<Connection>) -> MetricReport {
@@ -136,7 +133,9 @@ fn null_is_absent() {
 fn remote_addr_forms() {
     let check_rad = |rad: &str, expect: &str| {
         check(
-            &format!(r#"{{"hed":{{"rid":7,"v":"1.0"}},"met":{{"tc":{{"ec":{{"cs":[{{"rad":"{rad}"}}]}}}}}}}}"#),
+            &format!(
+                r#"{{"hed":{{"rid":7,"v":"1.0"}},"met":{{"tc":{{"ec":{{"cs":[{{"rad":"{rad}"}}]}}}}}}}}"#
+            ),
             &connections(vec![connection(expect)]),
         )
     };
@@ -226,7 +225,10 @@ fn integral_floats_as_integers() {
 #[test]
 fn custom_metric_types() {
     let check_value = |value: &str, expect: CustomMetricValue| {
-        check(&format!(r#"{{"hed":{{"rid":7,"v":"1.0"}},"cmet":{{"m":{value}}}}}"#), &with_custom("m", expect))
+        check(
+            &format!(r#"{{"hed":{{"rid":7,"v":"1.0"}},"cmet":{{"m":{value}}}}}"#),
+            &with_custom("m", expect),
+        )
     };
     use CustomMetricValue::*;
     check_value(r#"[{"number":75}]"#, Number(75.0));
@@ -238,7 +240,11 @@ fn custom_metric_types() {
     check_value(r#"[{"string_list":["a","b c",""]}]"#, StringList(vec!["a".into(), "b c".into(), "".into()]));
     check_value(
         r#"[{"ip_list":["172.0.0.10","2001:db8::5","::ffff:1.2.3.4"]}]"#,
-        IpList(vec!["172.0.0.10".parse().unwrap(), "2001:db8::5".parse().unwrap(), "::ffff:1.2.3.4".parse().unwrap()]),
+        IpList(vec![
+            "172.0.0.10".parse().unwrap(),
+            "2001:db8::5".parse().unwrap(),
+            "::ffff:1.2.3.4".parse().unwrap(),
+        ]),
     );
 }
 
@@ -319,10 +325,8 @@ fn remote_addr_round_trips_to_the_bracketed_form() {
     if let SocketAddr::V6(addr) = &mut scoped.remote_addr {
         addr.set_scope_id(3);
     }
-    let json = warden_wire::encode_report(&connections(vec![scoped]), Format::Json, warden_wire::Names::Short);
+    let json =
+        warden_wire::encode_report(&connections(vec![scoped]), Format::Json, warden_wire::Names::Short);
     assert!(String::from_utf8_lossy(&json).contains(r#""rad":"[fe80::1]:22""#));
-    assert_eq!(
-        decode(&json, Format::Json).unwrap(),
-        connections(vec![connection("[fe80::1]:22")])
-    );
+    assert_eq!(decode(&json, Format::Json).unwrap(), connections(vec![connection("[fe80::1]:22")]));
 }

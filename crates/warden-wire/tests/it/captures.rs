@@ -51,13 +51,12 @@ fn parse_doc(bytes: &[u8], format: Format) -> Doc {
 
 #[test]
 fn every_capture_is_listed() {
-    let mut on_disk: Vec<String> = std::fs::read_dir(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/captures"),
-    )
-    .unwrap()
-    .map(|e| e.unwrap().file_name().into_string().unwrap())
-    .filter(|name| name.ends_with(".json") || name.ends_with(".cbor"))
-    .collect();
+    let mut on_disk: Vec<String> =
+        std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/captures"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.ends_with(".json") || name.ends_with(".cbor"))
+            .collect();
     on_disk.sort();
     let mut listed: Vec<String> = CAPTURES.iter().map(|(f, _)| f.to_string()).collect();
     listed.sort();
@@ -175,10 +174,7 @@ fn spec_example() -> MetricReport {
         }),
         tcp_connections: Some(TcpConnections {
             established_connections: Some(EstablishedConnections {
-                connections: Some(vec![
-                    conn("198.51.100.7:8883", 51234),
-                    conn("[2001:db8::5]:50022", 22),
-                ]),
+                connections: Some(vec![conn("198.51.100.7:8883", 51234), conn("[2001:db8::5]:50022", 22)]),
                 total: Some(2),
             }),
         }),

@@ -5,7 +5,12 @@ use crate::support::{Doc, Lengths};
 use warden_wire::{ErrorCode, Format, Reply, ReplyStatus, decode_reply, encode_reply};
 
 fn accepted(thing: &str, report_id: u64, timestamp_ms: u64) -> Reply {
-    Reply { thing_name: thing.to_owned(), report_id: Some(report_id), status: ReplyStatus::Accepted, timestamp_ms }
+    Reply {
+        thing_name: thing.to_owned(),
+        report_id: Some(report_id),
+        status: ReplyStatus::Accepted,
+        timestamp_ms,
+    }
 }
 
 fn rejected(thing: &str, report_id: Option<u64>, code: ErrorCode, message: &str) -> Reply {
@@ -48,7 +53,12 @@ fn rejected_as_aws_sends_it() {
         r#"{"thingName":"myThing","status":"REJECTED","statusDetails":{"ErrorCode":"InvalidPayload","ErrorMessage":"Malformed metrics report"},"timestamp":1635802047699}"#,
     );
     check(
-        &rejected("myThing", Some(7), ErrorCode::InvalidPayload, "Malformed metrics report: hed.rid: must be a positive integer, got 0"),
+        &rejected(
+            "myThing",
+            Some(7),
+            ErrorCode::InvalidPayload,
+            "Malformed metrics report: hed.rid: must be a positive integer, got 0",
+        ),
         r#"{"thingName":"myThing","reportId":7,"status":"REJECTED","statusDetails":{"ErrorCode":"InvalidPayload","ErrorMessage":"Malformed metrics report: hed.rid: must be a positive integer, got 0"},"timestamp":1635802047699}"#,
     );
 }
@@ -65,7 +75,9 @@ fn extension_and_foreign_error_codes() {
         assert_eq!(ErrorCode::parse(name), code);
         check(
             &rejected("t", Some(1), code, "m"),
-            &format!(r#"{{"thingName":"t","reportId":1,"status":"REJECTED","statusDetails":{{"ErrorCode":"{name}","ErrorMessage":"m"}},"timestamp":1635802047699}}"#),
+            &format!(
+                r#"{{"thingName":"t","reportId":1,"status":"REJECTED","statusDetails":{{"ErrorCode":"{name}","ErrorMessage":"m"}},"timestamp":1635802047699}}"#
+            ),
         );
     }
     assert_eq!(ErrorCode::parse("InvalidPayload"), ErrorCode::InvalidPayload);

@@ -7,9 +7,9 @@ use proptest::option;
 use proptest::prelude::*;
 use std::net::{IpAddr, SocketAddr};
 use warden_wire::{
-    Connection, CustomMetricValue, ErrorCode, EstablishedConnections, Format, Limits,
-    ListeningPort, ListeningPorts, MetricReport, Metrics, Names, NetworkStats, Rejection,
-    TcpConnections, decode_reply, decode_report, encode_report,
+    Connection, CustomMetricValue, ErrorCode, EstablishedConnections, Format, Limits, ListeningPort,
+    ListeningPorts, MetricReport, Metrics, Names, NetworkStats, Rejection, TcpConnections, decode_reply,
+    decode_report, encode_report,
 };
 
 const ENCODINGS: [(Format, Names); 4] = [
@@ -53,9 +53,10 @@ fn ip() -> impl Strategy<Value = IpAddr> {
 
 /// `total` counts at least the entries listed.
 fn total(listed: usize) -> impl Strategy<Value = Option<u64>> {
-    option::of(prop_oneof![Just(0u64), 0..100u64, any::<u64>()].prop_map(move |extra| {
-        (listed as u64).saturating_add(extra)
-    }))
+    option::of(
+        prop_oneof![Just(0u64), 0..100u64, any::<u64>()]
+            .prop_map(move |extra| (listed as u64).saturating_add(extra)),
+    )
 }
 
 fn listening_ports() -> impl Strategy<Value = ListeningPorts> {
@@ -96,14 +97,9 @@ fn tcp_connections() -> impl Strategy<Value = TcpConnections> {
 
 fn network_stats() -> impl Strategy<Value = NetworkStats> {
     let counter = || option::of(prop_oneof![0..10_000u64, any::<u64>()]);
-    (counter(), counter(), counter(), counter()).prop_map(
-        |(bytes_in, bytes_out, packets_in, packets_out)| NetworkStats {
-            bytes_in,
-            bytes_out,
-            packets_in,
-            packets_out,
-        },
-    )
+    (counter(), counter(), counter(), counter()).prop_map(|(bytes_in, bytes_out, packets_in, packets_out)| {
+        NetworkStats { bytes_in, bytes_out, packets_in, packets_out }
+    })
 }
 
 fn metrics() -> impl Strategy<Value = Metrics> {
@@ -113,8 +109,11 @@ fn metrics() -> impl Strategy<Value = Metrics> {
         option::of(network_stats()),
         option::of(tcp_connections()),
     )
-        .prop_map(|(listening_tcp_ports, listening_udp_ports, network_stats, tcp_connections)| {
-            Metrics { listening_tcp_ports, listening_udp_ports, network_stats, tcp_connections }
+        .prop_map(|(listening_tcp_ports, listening_udp_ports, network_stats, tcp_connections)| Metrics {
+            listening_tcp_ports,
+            listening_udp_ports,
+            network_stats,
+            tcp_connections,
         })
 }
 
@@ -136,14 +135,14 @@ fn version() -> impl Strategy<Value = String> {
 }
 
 fn report() -> impl Strategy<Value = MetricReport> {
-    let custom_metrics = btree_map(metric_name(), custom_metric(), 0..5);
+    let custom_metrics = || btree_map(metric_name(), custom_metric(), 0..5);
     (
         1..=u64::MAX,
         version(),
         prop_oneof![
-            (metrics(), custom_metrics.clone()).prop_map(|(m, c)| (Some(m), Some(c))),
+            (metrics(), custom_metrics()).prop_map(|(m, c)| (Some(m), Some(c))),
             metrics().prop_map(|m| (Some(m), None)),
-            custom_metrics.prop_map(|c| (None, Some(c))),
+            custom_metrics().prop_map(|c| (None, Some(c))),
         ],
     )
         .prop_map(|(report_id, version, (metrics, custom_metrics))| {
@@ -159,12 +158,58 @@ fn report() -> impl Strategy<Value = MetricReport> {
 
 /// Keys a report may hold, some wrong, so that random trees reach deep into validation.
 const KEYS: &[&str] = &[
-    "header", "hed", "h", "report_id", "rid", "version", "v", "metrics", "met", "custom_metrics",
-    "cmet", "tcp_connections", "tc", "established_connections", "ec", "connections", "cs",
-    "remote_addr", "rad", "local_port", "lp", "local_interface", "li", "total", "t",
-    "listening_tcp_ports", "tp", "listening_udp_ports", "up", "ports", "pts", "port", "pt",
-    "interface", "if", "network_stats", "ns", "bytes_in", "bi", "bytes_out", "bo", "packets_in",
-    "pi", "packets_out", "po", "number", "number_list", "string_list", "ip_list", "m", "aws:m", "",
+    "header",
+    "hed",
+    "h",
+    "report_id",
+    "rid",
+    "version",
+    "v",
+    "metrics",
+    "met",
+    "custom_metrics",
+    "cmet",
+    "tcp_connections",
+    "tc",
+    "established_connections",
+    "ec",
+    "connections",
+    "cs",
+    "remote_addr",
+    "rad",
+    "local_port",
+    "lp",
+    "local_interface",
+    "li",
+    "total",
+    "t",
+    "listening_tcp_ports",
+    "tp",
+    "listening_udp_ports",
+    "up",
+    "ports",
+    "pts",
+    "port",
+    "pt",
+    "interface",
+    "if",
+    "network_stats",
+    "ns",
+    "bytes_in",
+    "bi",
+    "bytes_out",
+    "bo",
+    "packets_in",
+    "pi",
+    "packets_out",
+    "po",
+    "number",
+    "number_list",
+    "string_list",
+    "ip_list",
+    "m",
+    "aws:m",
+    "",
 ];
 
 fn doc() -> impl Strategy<Value = Doc> {
@@ -175,8 +220,16 @@ fn doc() -> impl Strategy<Value = Doc> {
             .prop_map(Doc::Int),
         finite().prop_map(Doc::Float),
         prop_oneof![
-            Just("1.0"), Just("1.7"), Just("2.0"), Just("10.0.0.1:80"), Just("[::1]:443"),
-            Just("2001:db8::1:22"), Just("10.0.0.1"), Just("22"), Just("0"), Just("eth0"),
+            Just("1.0"),
+            Just("1.7"),
+            Just("2.0"),
+            Just("10.0.0.1:80"),
+            Just("[::1]:443"),
+            Just("2001:db8::1:22"),
+            Just("10.0.0.1"),
+            Just("22"),
+            Just("0"),
+            Just("eth0"),
         ]
         .prop_map(|s| Doc::Text(s.to_owned())),
         text().prop_map(Doc::Text),
@@ -184,8 +237,7 @@ fn doc() -> impl Strategy<Value = Doc> {
     leaf.prop_recursive(7, 64, 6, |inner| {
         prop_oneof![
             vec(inner.clone(), 0..4).prop_map(Doc::Array),
-            vec((proptest::sample::select(KEYS).prop_map(str::to_owned), inner), 0..6)
-                .prop_map(Doc::Map),
+            vec((proptest::sample::select(KEYS).prop_map(str::to_owned), inner), 0..6).prop_map(Doc::Map),
         ]
     })
 }
@@ -193,10 +245,8 @@ fn doc() -> impl Strategy<Value = Doc> {
 /// A document with a valid header and random metrics, so that the random part is validated.
 fn report_doc() -> impl Strategy<Value = Doc> {
     (doc(), doc()).prop_map(|(metrics, custom_metrics)| {
-        let header = Doc::Map(vec![
-            ("rid".to_owned(), Doc::Int(7)),
-            ("v".to_owned(), Doc::Text("1.0".to_owned())),
-        ]);
+        let header =
+            Doc::Map(vec![("rid".to_owned(), Doc::Int(7)), ("v".to_owned(), Doc::Text("1.0".to_owned()))]);
         Doc::Map(vec![
             ("hed".to_owned(), header),
             ("met".to_owned(), metrics),
@@ -261,9 +311,8 @@ fn check_outcome(outcome: &Result<MetricReport, Rejection>) -> Result<(), TestCa
     Ok(())
 }
 
+// 256 cases each by default; set `PROPTEST_CASES` to search longer.
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
-
     #[test]
     fn every_encoding_round_trips(report in report()) {
         for (format, names) in ENCODINGS {

@@ -1,6 +1,6 @@
 //! The reserved topics: `$aws/things/{thing}/defender/metrics/{json|cbor}[/accepted|/rejected]`.
 
-use warden_wire::{Format, ReportTopic, TopicKind, is_valid_thing_name};
+use warden_wire::{Format, ReportTopic, TopicKind, is_valid_metric_name, is_valid_thing_name};
 
 #[track_caller]
 fn check(topic: &str, expect: Option<(&str, Format, TopicKind)>) {
@@ -85,14 +85,22 @@ fn thing_names() {
     }
 }
 
+/// Custom metric names follow the thing-name pattern without the reserved `aws:` prefix.
+#[test]
+fn metric_names() {
+    for name in ["cpu_usage", "a", "AWS:x", "x:aws:", "aws", "aws-x", &"m".repeat(128)] {
+        assert!(is_valid_metric_name(name), "{name:?} is valid");
+    }
+    for name in ["", "aws:", "aws:all-bytes-out", "a b", "a/b", &"m".repeat(129)] {
+        assert!(!is_valid_metric_name(name), "{name:?} is invalid");
+    }
+}
+
 #[test]
 fn format_names() {
     assert_eq!("json".parse::<Format>(), Ok(Format::Json));
     assert_eq!("cbor".parse::<Format>(), Ok(Format::Cbor));
-    assert_eq!(
-        "xml".parse::<Format>(),
-        Err(r#"unknown format "xml"; expected "json" or "cbor""#.to_owned())
-    );
+    assert_eq!("xml".parse::<Format>(), Err(r#"unknown format "xml"; expected "json" or "cbor""#.to_owned()));
     assert_eq!(Format::Json.as_str(), "json");
     assert_eq!(Format::Cbor.as_str(), "cbor");
     assert_eq!("long".parse::<warden_wire::Names>(), Ok(warden_wire::Names::Long));
