@@ -104,3 +104,23 @@ fn help_documents_every_option() {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
 }
+
+/// The agent needs no privileges: as `nobody` it still reads every metric it reports.
+#[test]
+fn runs_as_an_unprivileged_user() {
+    let is_root = std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")));
+    if !is_root {
+        eprintln!("skipping: needs root to switch to an unprivileged user");
+        return;
+    }
+    let Some(setpriv) = warden_testkit::require_external("setpriv") else { return };
+    let out = Command::new(setpriv)
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", AGENT])
+        .args(["--dry-run", "--interval", "1s", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = decode_report(&out.stdout, Format::Json, &Limits::default()).unwrap();
+    assert!(report.metrics.is_some_and(|m| m.network_stats.is_some()));
+}

@@ -1,0 +1,197 @@
+//! Server configuration: a TOML file and flags, compiled into a validated [`ServerConfig`].
+//!
+//! Every key has a default, so `warden server` runs with no file at all; `--print-config` prints
+//! the effective configuration, defaults included, in the same TOML a file would hold. Unknown
+//! keys are errors naming the key; all problems are reported at once.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The configuration as written in the file (and printed by `--print-config`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Where the database, the CA and the API token live.
+    pub data_dir: PathBuf,
+    /// Region and account used in ARNs (`arn:aws:iot:{region}:{account_id}:thing/...`).
+    pub region: String,
+    pub account_id: String,
+    pub mqtt: MqttSection,
+    pub http: HttpSection,
+    pub ingest: IngestSection,
+    pub storage: StorageSection,
+    /// AWS access keys accepted for SigV4-signed API requests (boto3, the aws CLI).
+    pub access_keys: Vec<AccessKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttSection {
+    /// MQTT over TLS with client certificates.
+    pub listen: SocketAddr,
+    /// Extra names for the server certificate besides `localhost` and `127.0.0.1`.
+    pub server_names: Vec<String>,
+    /// Largest MQTT payload accepted; AWS IoT's limit is 128 KiB.
+    pub max_payload_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// REST API, dashboard and `/metrics`. Loopback by default: expose it deliberately.
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSection {
+    /// Reports from one thing closer together than this are rejected with `Throttled`
+    /// (AWS throttles at 300 s). Shorter periods suit tests and demos.
+    #[serde(with = "humantime_serde")]
+    pub min_report_period: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// Datapoints older than this many days are dropped, a day at a time.
+    pub retention_days: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessKey {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            data_dir: PathBuf::from("./warden-data"),
+            region: "local".into(),
+            account_id: "000000000000".into(),
+            mqtt: MqttSection::default(),
+            http: HttpSection::default(),
+            ingest: IngestSection::default(),
+            storage: StorageSection::default(),
+            access_keys: Vec::new(),
+        }
+    }
+}
+
+impl Default for MqttSection {
+    fn default() -> Self {
+        MqttSection {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8883)),
+            server_names: Vec::new(),
+            max_payload_bytes: 128 * 1024,
+        }
+    }
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection { listen: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+    }
+}
+
+impl Default for IngestSection {
+    fn default() -> Self {
+        IngestSection { min_report_period: Duration::from_secs(300) }
+    }
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection { retention_days: 30 }
+    }
+}
+
+/// Bad configuration: every problem, each naming its key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  {}", .0.join("\n  "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl ServerConfig {
+    /// Parses a TOML file's text; missing keys take their defaults.
+    pub fn from_toml(text: &str) -> Result<ServerConfig, ConfigError> {
+        let config: ServerConfig = toml::from_str(text).map_err(|e| ConfigError(vec![e.to_string()]))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("the configuration serialises to TOML")
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let name_ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !name_ok(&self.region) {
+            problems.push(format!("region: \"{}\" must be letters, digits and '-'", self.region));
+        }
+        if self.account_id.len() != 12 || !self.account_id.bytes().all(|b| b.is_ascii_digit()) {
+            problems.push(format!("account_id: \"{}\" must be 12 digits", self.account_id));
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.mqtt.max_payload_bytes) {
+            problems.push("mqtt.max_payload_bytes: must be between 1024 and 16777216".into());
+        }
+        if self.storage.retention_days == 0 {
+            problems.push("storage.retention_days: must be at least 1".into());
+        }
+        for (i, k) in self.access_keys.iter().enumerate() {
+            if k.access_key_id.len() < 16 || !k.access_key_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                problems
+                    .push(format!("access_keys[{i}].access_key_id: must be 16 or more letters and digits"));
+            }
+            if k.secret_access_key.len() < 16 {
+                problems.push(format!("access_keys[{i}].secret_access_key: must be at least 16 characters"));
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(ConfigError(problems)) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_documented_defaults() {
+        let c = ServerConfig::from_toml("").unwrap();
+        assert_eq!(c, ServerConfig::default());
+        assert_eq!(c.mqtt.listen.port(), 8883);
+        assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.ingest.min_report_period, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn printed_config_parses_back() {
+        let mut c = ServerConfig::default();
+        c.access_keys.push(AccessKey {
+            access_key_id: "AKIAWARDENTEST0001".into(),
+            secret_access_key: "secret-secret-secret".into(),
+        });
+        c.ingest.min_report_period = Duration::from_secs(5);
+        let text = c.to_toml();
+        assert!(text.contains("min_report_period = \"5s\""), "{text}");
+        assert_eq!(ServerConfig::from_toml(&text).unwrap(), c);
+    }
+
+    #[test]
+    fn unknown_and_bad_keys_are_named() {
+        let e = ServerConfig::from_toml("[mqtt]\nlisten_port = 1\n").unwrap_err().to_string();
+        assert!(e.contains("unknown field `listen_port`"), "{e}");
+        let e = ServerConfig::from_toml("account_id = \"12\"\n[storage]\nretention_days = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("account_id: \"12\" must be 12 digits"), "{e}");
+        assert!(e.contains("storage.retention_days: must be at least 1"), "{e}");
+        let e = ServerConfig::from_toml("[ingest]\nmin_report_period = \"soon\"\n").unwrap_err().to_string();
+        assert!(e.contains("min_report_period"), "{e}");
+    }
+}

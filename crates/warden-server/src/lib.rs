@@ -1,0 +1,5 @@
+//! The Warden server (in progress).
+
+pub mod api;
+pub mod config;
+pub mod pki;

@@ -1,0 +1,539 @@
+//! The SQLite implementation of [`Store`]: the embedded default (DESIGN.md, "Storage").
+//!
+//! One database file in WAL mode. Writes go to the single writer thread (see `writer`), which
+//! batches them into transactions; reads run on a small pool of reader connections inside
+//! `spawn_blocking`, each in one read transaction, so a read sees one consistent snapshot and
+//! never waits for the writer. `synchronous = FULL`: an acknowledged write survives a power
+//! loss, and batching hides the fsync (notes/rust-stack.md §4.1 measured no loss of rate).
+
+mod migrations;
+mod registry;
+mod telemetry;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, Transaction};
+use tokio::sync::mpsc;
+
+pub use self::migrations::{MIGRATIONS, Migration};
+use self::telemetry::EncodedDatapoint;
+use self::writer::{Job, MAX_BATCH, TypedJob};
+use crate::day::{END_OF_TIME_MS, UtcDay};
+use crate::error::{Result, StoreError};
+use crate::model::{
+    AttributeUpdate, Certificate, CertificateStatus, Datapoint, DatapointQuery, IngestState, MetricDatum,
+    NewCertificate, NewThingGroup, Policy, Thing, ThingFilter, ThingGroup, ThingGroupFilter,
+    ThingGroupUpdate,
+};
+use crate::names;
+use crate::page::{Page, PageRequest};
+use crate::store::Store;
+
+/// Jobs that may wait for the writer. Bounded so that a writer that falls behind slows its
+/// callers down (they wait in `send`) instead of growing memory.
+const QUEUE_CAPACITY: usize = 4 * MAX_BATCH;
+
+/// Reader connections kept open between reads; more are opened under load and closed after.
+const MAX_IDLE_READERS: usize = 4;
+
+/// How long a connection waits for a lock held by another process (e.g. `sqlite3` on the same
+/// file, or a checkpoint) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Statements each connection keeps prepared; the registry has a few dozen, plus one insert
+/// and one query per recently used day table.
+const STATEMENT_CACHE: usize = 128;
+
+/// A store in one SQLite file.
+///
+/// Owns the writer thread through `jobs`: dropping the store closes the channel, and the thread
+/// then runs and commits whatever is still queued and exits on its own. Every write that was
+/// acknowledged is already committed, so a plain drop loses nothing; [`SqliteStore::close`]
+/// additionally waits until the thread is gone (and the file is closed), which is what a
+/// shutdown or a test that reopens the file wants.
+pub struct SqliteStore {
+    path: PathBuf,
+    /// The writer thread's queue; the only sender, so dropping it stops the thread.
+    jobs: mpsc::Sender<Job>,
+    /// Joined by `close`; detached (but still finishing its queue) on a plain drop.
+    writer: std::thread::JoinHandle<()>,
+    readers: Arc<Readers>,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, applies the migrations it lacks and
+    /// starts the writer thread. Blocking: call it at startup, not on a busy runtime thread.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
+        let path = path.as_ref().to_owned();
+        let mut conn = Connection::open(&path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Database(format!("{} cannot use WAL mode (got {mode})", path.display())));
+        }
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        migrations::migrate(&mut conn, MIGRATIONS)?;
+
+        let (jobs, queue) = mpsc::channel(QUEUE_CAPACITY);
+        let writer = std::thread::Builder::new()
+            .name("warden-store-writer".into())
+            .spawn(move || writer::run(conn, queue))
+            .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
+        let readers = Arc::new(Readers { path: path.clone(), idle: Mutex::new(Vec::new()) });
+        Ok(SqliteStore { path, jobs, writer, readers })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How many of [`MIGRATIONS`] the database has had.
+    pub async fn schema_version(&self) -> Result<usize> {
+        self.read(|tx| migrations::schema_version(tx)).await
+    }
+
+    /// Stops the writer after it has committed everything queued, and waits for it.
+    pub async fn close(self) -> Result<()> {
+        let SqliteStore { jobs, writer, readers, .. } = self;
+        drop(jobs);
+        drop(readers);
+        let joined = tokio::task::spawn_blocking(move || writer.join())
+            .await
+            .map_err(|e| StoreError::Database(format!("cannot wait for the writer: {e}")))?;
+        joined.map_err(|_| StoreError::Database("the writer thread panicked".into()))
+    }
+
+    /// Runs `work` in a read transaction on a reader connection, off the async threads.
+    async fn read<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        let readers = Arc::clone(&self.readers);
+        match tokio::task::spawn_blocking(move || readers.read(work)).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(StoreError::Database(format!("read cancelled: {e}"))),
+        }
+    }
+
+    /// Queues `work` for the writer thread and waits until its batch is committed.
+    async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (job, answer) = TypedJob::boxed(work);
+        self.jobs.send(job).await.map_err(|_| writer_gone())?;
+        answer.await.map_err(|_| writer_gone())?
+    }
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Database("the store's writer thread has stopped".into())
+}
+
+/// A random (version 4) UUID for the public ids of things and groups.
+fn new_id() -> Result<String> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| StoreError::Database(format!("no randomness for a new id: {e}")))?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|byte| format!("{byte:02x}")).collect();
+    Ok(format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32]))
+}
+
+/// Reader connections. A `std` mutex because it is held only to push or pop a connection,
+/// never across an await or a query.
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    fn open(&self) -> Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Read-write flags are needed to use the WAL index; query_only guarantees reads.
+        conn.pragma_update(None, "query_only", true)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(conn)
+    }
+
+    fn read<T>(&self, work: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        // A poisoned lock only means another reader panicked while pushing or popping; the
+        // Vec itself is intact.
+        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => self.open()?,
+        };
+        let result = conn.transaction().map_err(StoreError::from).and_then(|tx| work(&tx));
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+        result
+    }
+}
+
+fn check_expected_version(expected: Option<u64>) -> Result<()> {
+    match expected {
+        Some(v) if i64::try_from(v).is_err() => {
+            Err(StoreError::invalid(format!("version {v} is out of range")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_datapoint(dp: &Datapoint) -> Result<EncodedDatapoint> {
+    names::check_thing_name(&dp.thing)?;
+    names::check_metric_name("metric", &dp.metric)?;
+    if let Some(dimension) = &dp.dimension {
+        names::check_metric_name("dimension", dimension)?;
+    }
+    if !(0..END_OF_TIME_MS).contains(&dp.timestamp_ms) {
+        return Err(StoreError::invalid(format!(
+            "datapoint timestamp {} ms is outside the years 1970 to 9999",
+            dp.timestamp_ms
+        )));
+    }
+    dp.value.check()?;
+    let value = serde_json::to_string(&dp.value)
+        .map_err(|e| StoreError::invalid(format!("cannot encode metric value: {e}")))?;
+    Ok(EncodedDatapoint {
+        thing: dp.thing.clone(),
+        metric: dp.metric.clone(),
+        dimension: dp.dimension.clone().unwrap_or_default(),
+        timestamp_ms: dp.timestamp_ms,
+        value,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_thing(
+        &self,
+        name: &str,
+        attributes: BTreeMap<String, String>,
+        now_ms: i64,
+    ) -> Result<Thing> {
+        names::check_thing_name(name)?;
+        names::check_attribute_names(attributes.keys())?;
+        let (name, id) = (name.to_owned(), new_id()?);
+        self.write(move |c| registry::create_thing(c, &name, &id, &attributes, now_ms)).await
+    }
+
+    async fn describe_thing(&self, name: &str) -> Result<Thing> {
+        names::check_thing_name(name)?;
+        let name = name.to_owned();
+        self.read(move |tx| registry::describe_thing(tx, &name)).await
+    }
+
+    async fn update_thing(
+        &self,
+        name: &str,
+        attributes: AttributeUpdate,
+        expected_version: Option<u64>,
+    ) -> Result<Thing> {
+        names::check_thing_name(name)?;
+        names::check_attribute_names(attributes.attributes.keys())?;
+        check_expected_version(expected_version)?;
+        let name = name.to_owned();
+        self.write(move |c| registry::update_thing(c, &name, attributes, expected_version)).await
+    }
+
+    async fn delete_thing(&self, name: &str, expected_version: Option<u64>) -> Result<()> {
+        names::check_thing_name(name)?;
+        check_expected_version(expected_version)?;
+        let name = name.to_owned();
+        self.write(move |c| registry::delete_thing(c, &name, expected_version)).await
+    }
+
+    async fn list_things(&self, filter: &ThingFilter, page: &PageRequest) -> Result<Page<Thing>> {
+        if filter.attribute_value.is_some() && filter.attribute_name.is_none() {
+            return Err(StoreError::invalid("an attribute value filter needs an attribute name"));
+        }
+        let (limit, cursor, filter) = (page.limit()?, page.cursor()?, filter.clone());
+        self.read(move |tx| registry::list_things(tx, &filter, cursor, limit)).await
+    }
+
+    async fn create_thing_group(&self, group: NewThingGroup, now_ms: i64) -> Result<ThingGroup> {
+        names::check_group_name(&group.name)?;
+        if let Some(parent) = &group.parent {
+            names::check_group_name(parent)?;
+            if *parent == group.name {
+                return Err(StoreError::invalid(format!(
+                    "thing group {} cannot be its own parent",
+                    group.name
+                )));
+            }
+        }
+        names::check_attribute_names(group.attributes.keys())?;
+        let id = new_id()?;
+        self.write(move |c| registry::create_thing_group(c, &group, &id, now_ms)).await
+    }
+
+    async fn describe_thing_group(&self, name: &str) -> Result<ThingGroup> {
+        names::check_group_name(name)?;
+        let name = name.to_owned();
+        self.read(move |tx| registry::describe_thing_group(tx, &name)).await
+    }
+
+    async fn update_thing_group(
+        &self,
+        name: &str,
+        update: ThingGroupUpdate,
+        expected_version: Option<u64>,
+    ) -> Result<ThingGroup> {
+        names::check_group_name(name)?;
+        if let Some(change) = &update.attributes {
+            names::check_attribute_names(change.attributes.keys())?;
+        }
+        check_expected_version(expected_version)?;
+        let name = name.to_owned();
+        self.write(move |c| registry::update_thing_group(c, &name, update, expected_version)).await
+    }
+
+    async fn delete_thing_group(&self, name: &str, expected_version: Option<u64>) -> Result<()> {
+        names::check_group_name(name)?;
+        check_expected_version(expected_version)?;
+        let name = name.to_owned();
+        self.write(move |c| registry::delete_thing_group(c, &name, expected_version)).await
+    }
+
+    async fn list_thing_groups(
+        &self,
+        filter: &ThingGroupFilter,
+        page: &PageRequest,
+    ) -> Result<Page<ThingGroup>> {
+        if let Some(parent) = &filter.parent {
+            names::check_group_name(parent)?;
+        }
+        let (limit, cursor, filter) = (page.limit()?, page.cursor()?, filter.clone());
+        self.read(move |tx| registry::list_thing_groups(tx, &filter, cursor, limit)).await
+    }
+
+    async fn add_thing_to_group(&self, group: &str, thing: &str) -> Result<()> {
+        names::check_group_name(group)?;
+        names::check_thing_name(thing)?;
+        let (group, thing) = (group.to_owned(), thing.to_owned());
+        self.write(move |c| registry::add_thing_to_group(c, &group, &thing)).await
+    }
+
+    async fn remove_thing_from_group(&self, group: &str, thing: &str) -> Result<()> {
+        names::check_group_name(group)?;
+        names::check_thing_name(thing)?;
+        let (group, thing) = (group.to_owned(), thing.to_owned());
+        self.write(move |c| registry::remove_thing_from_group(c, &group, &thing)).await
+    }
+
+    async fn list_things_in_group(
+        &self,
+        group: &str,
+        recursive: bool,
+        page: &PageRequest,
+    ) -> Result<Page<String>> {
+        names::check_group_name(group)?;
+        let (limit, cursor, group) = (page.limit()?, page.cursor()?, group.to_owned());
+        self.read(move |tx| registry::list_things_in_group(tx, &group, recursive, cursor, limit)).await
+    }
+
+    async fn list_groups_for_thing(&self, thing: &str, page: &PageRequest) -> Result<Page<String>> {
+        names::check_thing_name(thing)?;
+        let (limit, cursor, thing) = (page.limit()?, page.cursor()?, thing.to_owned());
+        self.read(move |tx| registry::list_groups_for_thing(tx, &thing, cursor, limit)).await
+    }
+
+    async fn effective_groups_for_thing(&self, thing: &str) -> Result<Vec<String>> {
+        names::check_thing_name(thing)?;
+        let thing = thing.to_owned();
+        self.read(move |tx| registry::effective_groups_for_thing(tx, &thing)).await
+    }
+
+    async fn create_certificate(&self, mut certificate: NewCertificate) -> Result<Certificate> {
+        certificate.certificate_id = names::normalize_certificate_id(&certificate.certificate_id)?;
+        if let Some(ca) = &certificate.ca_certificate_id {
+            certificate.ca_certificate_id = Some(names::normalize_certificate_id(ca)?);
+        }
+        self.write(move |c| registry::create_certificate(c, &certificate)).await
+    }
+
+    async fn describe_certificate(&self, certificate_id: &str) -> Result<Certificate> {
+        let id = names::normalize_certificate_id(certificate_id)?;
+        self.read(move |tx| registry::describe_certificate(tx, &id)).await
+    }
+
+    async fn update_certificate_status(
+        &self,
+        certificate_id: &str,
+        status: CertificateStatus,
+        now_ms: i64,
+    ) -> Result<Certificate> {
+        let id = names::normalize_certificate_id(certificate_id)?;
+        self.write(move |c| registry::update_certificate_status(c, &id, status, now_ms)).await
+    }
+
+    async fn delete_certificate(&self, certificate_id: &str, policy_target: &str) -> Result<()> {
+        let id = names::normalize_certificate_id(certificate_id)?;
+        let target = policy_target.to_owned();
+        self.write(move |c| registry::delete_certificate(c, &id, &target)).await
+    }
+
+    async fn list_certificates(&self, page: &PageRequest) -> Result<Page<Certificate>> {
+        let (limit, cursor) = (page.limit()?, page.cursor()?);
+        self.read(move |tx| registry::list_certificates(tx, cursor, limit)).await
+    }
+
+    async fn attach_thing_principal(&self, thing: &str, certificate_id: &str) -> Result<()> {
+        names::check_thing_name(thing)?;
+        let (thing, id) = (thing.to_owned(), names::normalize_certificate_id(certificate_id)?);
+        self.write(move |c| registry::attach_thing_principal(c, &thing, &id)).await
+    }
+
+    async fn detach_thing_principal(&self, thing: &str, certificate_id: &str) -> Result<()> {
+        names::check_thing_name(thing)?;
+        let (thing, id) = (thing.to_owned(), names::normalize_certificate_id(certificate_id)?);
+        self.write(move |c| registry::detach_thing_principal(c, &thing, &id)).await
+    }
+
+    async fn list_thing_principals(&self, thing: &str, page: &PageRequest) -> Result<Page<String>> {
+        names::check_thing_name(thing)?;
+        let (limit, cursor, thing) = (page.limit()?, page.cursor()?, thing.to_owned());
+        self.read(move |tx| registry::list_thing_principals(tx, &thing, cursor, limit)).await
+    }
+
+    async fn list_principal_things(&self, certificate_id: &str, page: &PageRequest) -> Result<Page<String>> {
+        let id = names::normalize_certificate_id(certificate_id)?;
+        let (limit, cursor) = (page.limit()?, page.cursor()?);
+        self.read(move |tx| registry::list_principal_things(tx, &id, cursor, limit)).await
+    }
+
+    async fn create_policy(&self, name: &str, document: &str, now_ms: i64) -> Result<Policy> {
+        names::check_policy_name(name)?;
+        serde_json::from_str::<serde_json::Value>(document)
+            .map_err(|e| StoreError::invalid(format!("policy document is not JSON: {e}")))?;
+        let (name, document) = (name.to_owned(), document.to_owned());
+        self.write(move |c| registry::create_policy(c, &name, &document, now_ms)).await
+    }
+
+    async fn get_policy(&self, name: &str) -> Result<Policy> {
+        names::check_policy_name(name)?;
+        let name = name.to_owned();
+        self.read(move |tx| registry::get_policy(tx, &name)).await
+    }
+
+    async fn delete_policy(&self, name: &str) -> Result<()> {
+        names::check_policy_name(name)?;
+        let name = name.to_owned();
+        self.write(move |c| registry::delete_policy(c, &name)).await
+    }
+
+    async fn list_policies(&self, page: &PageRequest) -> Result<Page<Policy>> {
+        let (limit, cursor) = (page.limit()?, page.cursor()?);
+        self.read(move |tx| registry::list_policies(tx, cursor, limit)).await
+    }
+
+    async fn attach_policy(&self, policy: &str, target: &str) -> Result<()> {
+        names::check_policy_name(policy)?;
+        check_target(target)?;
+        let (policy, target) = (policy.to_owned(), target.to_owned());
+        self.write(move |c| registry::attach_policy(c, &policy, &target)).await
+    }
+
+    async fn detach_policy(&self, policy: &str, target: &str) -> Result<()> {
+        names::check_policy_name(policy)?;
+        check_target(target)?;
+        let (policy, target) = (policy.to_owned(), target.to_owned());
+        self.write(move |c| registry::detach_policy(c, &policy, &target)).await
+    }
+
+    async fn list_attached_policies(&self, target: &str, page: &PageRequest) -> Result<Page<String>> {
+        check_target(target)?;
+        let (limit, cursor, target) = (page.limit()?, page.cursor()?, target.to_owned());
+        self.read(move |tx| registry::list_attached_policies(tx, &target, cursor, limit)).await
+    }
+
+    async fn list_targets_for_policy(&self, policy: &str, page: &PageRequest) -> Result<Page<String>> {
+        names::check_policy_name(policy)?;
+        let (limit, cursor, policy) = (page.limit()?, page.cursor()?, policy.to_owned());
+        self.read(move |tx| registry::list_targets_for_policy(tx, &policy, cursor, limit)).await
+    }
+
+    async fn policies_for_targets(&self, targets: &[String]) -> Result<Vec<Policy>> {
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let targets = targets.to_vec();
+        self.read(move |tx| registry::policies_for_targets(tx, &targets)).await
+    }
+
+    async fn ingest_state(&self, thing: &str) -> Result<Option<IngestState>> {
+        names::check_thing_name(thing)?;
+        let thing = thing.to_owned();
+        self.read(move |tx| telemetry::ingest_state(tx, &thing)).await
+    }
+
+    async fn set_ingest_state(&self, thing: &str, state: IngestState) -> Result<()> {
+        names::check_thing_name(thing)?;
+        if i64::try_from(state.last_report_id).is_err() {
+            return Err(StoreError::invalid(format!(
+                "report id {} is larger than the store keeps (2^63 - 1)",
+                state.last_report_id
+            )));
+        }
+        let thing = thing.to_owned();
+        self.write(move |c| telemetry::set_ingest_state(c, &thing, state)).await
+    }
+
+    async fn append_datapoints(&self, datapoints: Vec<Datapoint>) -> Result<()> {
+        if datapoints.is_empty() {
+            return Ok(());
+        }
+        let encoded = datapoints.iter().map(check_datapoint).collect::<Result<Vec<_>>>()?;
+        self.write(move |c| telemetry::append_datapoints(c, &encoded)).await
+    }
+
+    async fn query_datapoints(
+        &self,
+        query: &DatapointQuery,
+        page: &PageRequest,
+    ) -> Result<Page<MetricDatum>> {
+        names::check_thing_name(&query.thing)?;
+        names::check_metric_name("metric", &query.metric)?;
+        if query.start_ms > query.end_ms {
+            return Err(StoreError::invalid(format!(
+                "the query starts ({} ms) after it ends ({} ms)",
+                query.start_ms, query.end_ms
+            )));
+        }
+        let (limit, cursor, query) = (page.limit()?, page.cursor()?, query.clone());
+        self.read(move |tx| telemetry::query_datapoints(tx, &query, cursor, limit)).await
+    }
+
+    async fn drop_datapoints_before(&self, day: UtcDay) -> Result<Vec<UtcDay>> {
+        self.write(move |c| telemetry::drop_datapoints_before(c, day)).await
+    }
+}
+
+fn check_target(target: &str) -> Result<()> {
+    if target.is_empty() { Err(StoreError::invalid("a policy target must not be empty")) } else { Ok(()) }
+}
