@@ -39,14 +39,17 @@ fn dry_run_writes_one_valid_report_in_each_encoding() {
 
 #[test]
 fn short_cbor_is_the_smallest_encoding() {
-    let sizes: Vec<usize> =
-        [("cbor", "short"), ("cbor", "long"), ("json", "short")].iter().map(|(f, n)| dry_run(f, n).len()).collect();
+    let sizes: Vec<usize> = [("cbor", "short"), ("cbor", "long"), ("json", "short")]
+        .iter()
+        .map(|(f, n)| dry_run(f, n).len())
+        .collect();
     assert!(sizes[0] < sizes[1] && sizes[0] < sizes[2], "{sizes:?}");
 }
 
 #[test]
 fn bad_flags_name_the_key_and_exit_2() {
-    let out = Command::new(AGENT).args(["--dry-run", "--interval", "soon", "--names", "tiny"]).output().unwrap();
+    let out =
+        Command::new(AGENT).args(["--dry-run", "--interval", "soon", "--names", "tiny"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("interval: \"soon\" is not a duration"), "{err}");
@@ -63,7 +66,8 @@ fn bad_config_file_names_the_key_and_exits_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown field `intervall`"), "{err}");
 
-    std::fs::write(&file, "[[custom_metrics]]\nname = \"temp\"\ntype = \"celsius\"\nfile = \"/x\"\n").unwrap();
+    std::fs::write(&file, "[[custom_metrics]]\nname = \"temp\"\ntype = \"celsius\"\nfile = \"/x\"\n")
+        .unwrap();
     let out = Command::new(AGENT).args(["--dry-run", "--config"]).arg(&file).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -75,7 +79,10 @@ fn missing_connection_settings_are_listed_with_their_sources() {
     let out = Command::new(AGENT).env_remove("WARDEN_AGENT_THING").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("thing: required (set `thing` in the config file, --thing or WARDEN_AGENT_THING)"), "{err}");
+    assert!(
+        err.contains("thing: required (set `thing` in the config file, --thing or WARDEN_AGENT_THING)"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -96,9 +103,29 @@ fn help_documents_every_option() {
     let out = Command::new(AGENT).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
-        "--config", "--dry-run", "--thing", "--client-id", "--endpoint", "--port", "--ca", "--cert", "--key",
-        "--server-name", "--alpn", "--format", "--names", "--interval", "--jitter", "--keepalive", "--qos",
-        "--mqtt-version", "--replies", "--max-list-entries", "--include-loopback", "--state-dir", "--log-level",
+        "--config",
+        "--dry-run",
+        "--thing",
+        "--client-id",
+        "--endpoint",
+        "--port",
+        "--ca",
+        "--cert",
+        "--key",
+        "--server-name",
+        "--alpn",
+        "--format",
+        "--names",
+        "--interval",
+        "--jitter",
+        "--keepalive",
+        "--qos",
+        "--mqtt-version",
+        "--replies",
+        "--max-list-entries",
+        "--include-loopback",
+        "--state-dir",
+        "--log-level",
         "--max-reports",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");

@@ -41,7 +41,13 @@ impl Agent {
     }
 
     /// Connection flags for `thing` with `cert` against `broker`, plus a fresh state dir.
-    pub fn connection_args(pki: &Pki, broker: &Mosquitto, thing: &str, cert: &ClientCert, state: &Path) -> Vec<String> {
+    pub fn connection_args(
+        pki: &Pki,
+        broker: &Mosquitto,
+        thing: &str,
+        cert: &ClientCert,
+        state: &Path,
+    ) -> Vec<String> {
         vec![
             "--thing".into(),
             thing.into(),

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use warden_testkit::{KeyKind, Message, Mosquitto, MosquittoOptions, Pki, require_mosquitto, thing_acl};
 use warden_wire::{
-    ErrorCode, Format, Limits, MetricReport, Reply, ReplyStatus, ReportTopic, TopicKind, decode_report, encode_reply,
+    ErrorCode, Format, Limits, MetricReport, Reply, ReplyStatus, ReportTopic, TopicKind, decode_report,
+    encode_reply,
 };
 
 use crate::harness::{Agent, WAIT};
@@ -25,7 +26,8 @@ fn lab() -> Option<Lab> {
     }
     let pki = Pki::new();
     let broker =
-        Mosquitto::start(&pki, MosquittoOptions { acl: Some(thing_acl(OBSERVER)), ..Default::default() }).unwrap();
+        Mosquitto::start(&pki, MosquittoOptions { acl: Some(thing_acl(OBSERVER)), ..Default::default() })
+            .unwrap();
     Some(Lab { pki, broker, state: tempfile::tempdir().unwrap() })
 }
 
@@ -61,7 +63,18 @@ fn publishes_reports_over_mtls_with_the_defaults() {
     let reports = lab.observe("$aws/things/dev-1/defender/metrics/+");
     let mut agent = lab.agent(
         KeyKind::EcdsaP256,
-        &["--interval", "1s", "--jitter", "0s", "--max-reports", "3", "--replies", "false", "--client-id", "{thing}/agent"],
+        &[
+            "--interval",
+            "1s",
+            "--jitter",
+            "0s",
+            "--max-reports",
+            "3",
+            "--replies",
+            "false",
+            "--client-id",
+            "{thing}/agent",
+        ],
     );
 
     let mut ids = Vec::new();
@@ -88,14 +101,30 @@ fn publishes_over_mqtt5_with_an_rsa_key_in_json() {
     let mut agent = lab.agent(
         KeyKind::Rsa2048,
         &[
-            "--mqtt-version", "5", "--qos", "1", "--format", "json", "--names", "long", "--interval", "1s",
-            "--max-reports", "2", "--replies", "false",
+            "--mqtt-version",
+            "5",
+            "--qos",
+            "1",
+            "--format",
+            "json",
+            "--names",
+            "long",
+            "--interval",
+            "1s",
+            "--max-reports",
+            "2",
+            "--replies",
+            "false",
         ],
     );
     for _ in 0..2 {
         let msg = recv(&reports, &agent);
         assert_eq!(msg.topic, "$aws/things/dev-1/defender/metrics/json");
-        assert!(msg.payload.starts_with(b"{\"header\":{\"report_id\":"), "{}", String::from_utf8_lossy(&msg.payload));
+        assert!(
+            msg.payload.starts_with(b"{\"header\":{\"report_id\":"),
+            "{}",
+            String::from_utf8_lossy(&msg.payload)
+        );
         decode(&msg);
     }
     assert!(agent.wait_exit().success(), "exits after the PUBACK of the last report");
@@ -116,7 +145,10 @@ fn logs_rejections_with_their_reason() {
         let status = if accepted {
             ReplyStatus::Accepted
         } else {
-            ReplyStatus::Rejected { code: ErrorCode::InvalidPayload, message: "Malformed metrics report: test says no".into() }
+            ReplyStatus::Rejected {
+                code: ErrorCode::InvalidPayload,
+                message: "Malformed metrics report: test says no".into(),
+            }
         };
         let reply = Reply {
             thing_name: THING.into(),
@@ -126,7 +158,9 @@ fn logs_rejections_with_their_reason() {
         };
         // Publishing the reply before the agent subscribed would lose it; the agent subscribes
         // before its first report, so a report in hand means the subscription is in place.
-        lab.broker.publish(&observer, &topic.reply(accepted).to_string(), &encode_reply(&reply, Format::Cbor)).unwrap();
+        lab.broker
+            .publish(&observer, &topic.reply(accepted).to_string(), &encode_reply(&reply, Format::Cbor))
+            .unwrap();
         if accepted {
             agent.wait_for(&["report accepted", &report.header.report_id.to_string()]);
         } else {
@@ -151,7 +185,8 @@ fn report_ids_increase_across_restarts() {
         assert!(agent.wait_exit().success());
     }
     assert!(ids[1] > ids[0], "{ids:?}");
-    let saved: u64 = std::fs::read_to_string(lab.state.path().join("report-id")).unwrap().trim().parse().unwrap();
+    let saved: u64 =
+        std::fs::read_to_string(lab.state.path().join("report-id")).unwrap().trim().parse().unwrap();
     assert_eq!(saved, ids[1]);
 }
 
