@@ -94,6 +94,11 @@ impl Broker {
         if config.event_capacity == 0 {
             return Err(BrokerError::Config("event_capacity must be at least 1".into()));
         }
+        // rmqtt-net builds its rustls config with the process-wide default provider. When a
+        // workspace build unifies rustls's `ring` feature (the agent's) with `aws_lc_rs`
+        // (rmqtt's), rustls cannot pick one and panics, so install aws-lc-rs explicitly; an
+        // error only means some provider is already installed, which is fine.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 
         // rmqtt refuses CONNECTs as "server busy" while the host's load average or CPU use is
         // above its thresholds (80 / 90 %), which a 2-core machine running a build (or a busy

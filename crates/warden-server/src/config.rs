@@ -22,6 +22,7 @@ pub struct ServerConfig {
     pub mqtt: MqttSection,
     pub http: HttpSection,
     pub ingest: IngestSection,
+    pub cloud_metrics: CloudMetricsSection,
     pub storage: StorageSection,
     /// AWS access keys accepted for SigV4-signed API requests (boto3, the aws CLI).
     pub access_keys: Vec<AccessKey>,
@@ -56,6 +57,15 @@ pub struct IngestSection {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct CloudMetricsSection {
+    /// Cloud-side metrics (messages, connections, authorization failures) are aggregated per
+    /// thing over this period, as AWS does every 5 minutes.
+    #[serde(with = "humantime_serde")]
+    pub period: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct StorageSection {
     /// Datapoints older than this many days are dropped, a day at a time.
     pub retention_days: u32,
@@ -77,6 +87,7 @@ impl Default for ServerConfig {
             mqtt: MqttSection::default(),
             http: HttpSection::default(),
             ingest: IngestSection::default(),
+            cloud_metrics: CloudMetricsSection::default(),
             storage: StorageSection::default(),
             access_keys: Vec::new(),
         }
@@ -102,6 +113,12 @@ impl Default for HttpSection {
 impl Default for IngestSection {
     fn default() -> Self {
         IngestSection { min_report_period: Duration::from_secs(300) }
+    }
+}
+
+impl Default for CloudMetricsSection {
+    fn default() -> Self {
+        CloudMetricsSection { period: Duration::from_secs(300) }
     }
 }
 
@@ -139,6 +156,9 @@ impl ServerConfig {
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.mqtt.max_payload_bytes) {
             problems.push("mqtt.max_payload_bytes: must be between 1024 and 16777216".into());
+        }
+        if self.cloud_metrics.period < Duration::from_secs(1) {
+            problems.push("cloud_metrics.period: must be at least 1s".into());
         }
         if self.storage.retention_days == 0 {
             problems.push("storage.retention_days: must be at least 1".into());

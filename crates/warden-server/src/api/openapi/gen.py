@@ -1,0 +1,335 @@
+#!/usr/bin/env python3
+"""Generates openapi.json, the OpenAPI 3.0 document Warden serves at /openapi.json, from
+botocore's service model of AWS IoT (botocore/data/iot/2015-05-28/service-2.json).
+
+The REST API follows that model exactly (paths, members, their locations, patterns, enums,
+error codes), so deriving the document from it keeps the two from drifting, with no
+annotations in the Rust code. What Warden does differently is stated here, next to the list of
+operations it implements: members it refuses are dropped from the inputs, members it never
+returns are dropped from the outputs, and notes are appended to the descriptions.
+
+Run with a Python that has botocore, from anywhere:
+
+    python3 -m venv /tmp/venv && /tmp/venv/bin/pip install botocore
+    /tmp/venv/bin/python crates/warden-server/src/api/openapi/gen.py
+
+When an operation is added to api/mod.rs, add it to OPERATIONS and rerun; the Rust test
+`openapi::every_documented_operation_is_routed` checks that each one listed is served.
+"""
+
+import json
+import os
+import re
+import sys
+
+import botocore
+from botocore.loaders import Loader
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "openapi.json")
+
+# The operations Warden implements, with notes on where it differs from AWS.
+OPERATIONS = {
+    "CreateThing": "",
+    "DescribeThing": "",
+    "UpdateThing": "`removeThingType` is accepted and changes nothing: Warden has no thing types.",
+    "DeleteThing": "Refused with DeleteConflictException (409) while certificates are attached.",
+    "ListThings": "",
+    "CreateThingGroup": "",
+    "DescribeThingGroup": "",
+    "UpdateThingGroup": "",
+    "DeleteThingGroup": "Refused with DeleteConflictException (409) while the group has child groups. "
+    "Policies attached to the group are detached.",
+    "ListThingGroups": "",
+    "AddThingToThingGroup": "",
+    "RemoveThingFromThingGroup": "",
+    "ListThingsInThingGroup": "",
+    "ListThingGroupsForThing": "",
+    "CreateKeysAndCertificate": "Warden extension: the optional `thingName` query parameter becomes the "
+    "certificate's subject CN, which is the device's identity on MQTT. Without it the CN is "
+    "`AWS-IoT-Certificate` (AWS's CN made a valid thing name), and the device's thing is the one the "
+    "certificate is attached to that its client id names.",
+    "RegisterCertificate": "The certificate must be signed by `caCertificatePem`, or, without it, by "
+    "Warden's CA. Statuses PENDING_TRANSFER and REGISTER_INACTIVE are not supported.",
+    "RegisterCertificateWithoutCA": "Statuses PENDING_TRANSFER and REGISTER_INACTIVE are not supported.",
+    "DescribeCertificate": "",
+    "UpdateCertificate": "Statuses PENDING_TRANSFER and REGISTER_INACTIVE are not supported; "
+    "PENDING_ACTIVATION cannot be set, and a REVOKED certificate stays revoked.",
+    "DeleteCertificate": "`forceDelete=true` is not supported.",
+    "ListCertificates": "Always oldest first: `isAscendingOrder` is accepted and ignored.",
+    "AttachThingPrincipal": "The principal is a certificate ARN. `thingPrincipalType` EXCLUSIVE_THING "
+    "is not supported.",
+    "DetachThingPrincipal": "The principal is a certificate ARN.",
+    "ListThingPrincipals": "",
+    "ListPrincipalThings": "The principal is a certificate ARN.",
+    "CreatePolicy": "The document must be one Warden can enforce exactly (iot:Connect, iot:Publish, "
+    "iot:Subscribe, iot:Receive; no Condition); otherwise MalformedPolicyException.",
+    "GetPolicy": "",
+    "DeletePolicy": "",
+    "ListPolicies": "Always by name: `isAscendingOrder` is accepted and ignored.",
+    "AttachPolicy": "Targets are certificate and thing group ARNs.",
+    "DetachPolicy": "Targets are certificate and thing group ARNs.",
+    "ListAttachedPolicies": "With `recursive`, a thing group's list includes its ancestors' policies.",
+    "ListTargetsForPolicy": "",
+    "ListMetricValues": "`dimensionValueOperator` NOT_IN is not supported. The range is "
+    "[startTime, endTime); query timestamps may also be epoch seconds.",
+}
+
+# Members Warden refuses (inputs) or never returns (outputs), by shape name.
+OMIT = {
+    "CreateThingRequest": ["thingTypeName", "billingGroupName"],
+    "UpdateThingRequest": ["thingTypeName"],
+    "ListThingsRequest": ["thingTypeName", "usePrefixAttributeValue"],
+    "CreateThingGroupRequest": ["tags"],
+    "CreatePolicyRequest": ["tags"],
+    "ThingAttribute": ["thingTypeName"],
+    "DescribeThingResponse": ["thingTypeName", "billingGroupName"],
+    "DescribeThingGroupResponse": ["indexName", "queryString", "queryVersion", "status"],
+    "CertificateDescription": ["previousOwnedBy", "customerVersion", "transferData", "generationId"],
+    "GetPolicyResponse": ["generationId"],
+}
+
+# Extra input members (Warden extensions), by operation.
+EXTRA_PARAMETERS = {
+    "CreateKeysAndCertificate": [
+        {
+            "name": "thingName",
+            "in": "query",
+            "required": False,
+            "description": "Warden extension: the subject CN of the new certificate, a thing name.",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "[a-zA-Z0-9:_-]+"},
+        }
+    ]
+}
+
+# The error codes Warden produces, and the operations that produce more than AWS models.
+PRODUCED_ERRORS = {
+    "InvalidRequestException",
+    "ResourceNotFoundException",
+    "ResourceAlreadyExistsException",
+    "VersionConflictException",
+    "DeleteConflictException",
+    "CertificateStateException",
+    "CertificateValidationException",
+    "MalformedPolicyException",
+    "InternalFailureException",
+}
+EXTRA_ERRORS = {
+    "DeleteThing": ["DeleteConflictException"],
+    "DeleteThingGroup": ["DeleteConflictException"],
+    "UpdateThingGroup": ["ResourceNotFoundException"],
+    "DetachPolicy": ["ResourceNotFoundException"],
+}
+AUTH_ERRORS = {
+    "401": "MissingAuthenticationTokenException: no credentials.",
+    "403": "UnrecognizedClientException (unknown API token or access key) or InvalidSignatureException.",
+}
+
+
+def main():
+    model = Loader().load_service_model("iot", "service-2")
+    shapes = model["shapes"]
+    schemas = {}
+
+    def doc(text):
+        text = re.sub(r"<[^>]+>", "", text or "")
+        return re.sub(r"\s+", " ", text).strip()
+
+    def schema(name):
+        """The schema of shape `name`: structures become components, the rest inline."""
+        s = shapes[name]
+        t = s["type"]
+        if t == "structure":
+            if name not in schemas:
+                schemas[name] = None  # recursion guard
+                schemas[name] = structure(name, s["members"], s.get("required", []))
+            return {"$ref": f"#/components/schemas/{name}"}
+        out = {}
+        if t == "string":
+            out["type"] = "string"
+            for key, oas in (("min", "minLength"), ("max", "maxLength"), ("pattern", "pattern"), ("enum", "enum")):
+                if key in s:
+                    out[oas] = s[key]
+        elif t in ("integer", "long"):
+            out["type"] = "integer"
+            out["format"] = "int32" if t == "integer" else "int64"
+            for key, oas in (("min", "minimum"), ("max", "maximum")):
+                if key in s:
+                    out[oas] = s[key]
+        elif t in ("double", "float"):
+            out["type"] = "number"
+        elif t == "boolean":
+            out["type"] = "boolean"
+        elif t == "timestamp":
+            out = {"type": "number", "description": "Seconds since the Unix epoch (may be fractional)."}
+        elif t == "list":
+            out = {"type": "array", "items": schema(s["member"]["shape"])}
+            for key, oas in (("min", "minItems"), ("max", "maxItems")):
+                if key in s:
+                    out[oas] = s[key]
+        elif t == "map":
+            out = {"type": "object", "additionalProperties": schema(s["value"]["shape"])}
+        else:
+            raise SystemExit(f"unhandled shape type {t} ({name})")
+        return out
+
+    def structure(name, members, required):
+        omit = set(OMIT.get(name, []))
+        props = {}
+        for member, m in members.items():
+            if member in omit or m.get("location"):
+                continue
+            props[member] = schema(m["shape"])
+        out = {"type": "object", "properties": props}
+        req = [r for r in required if r in props]
+        if req:
+            out["required"] = req
+        return out
+
+    def parameter(member, m, required):
+        s = shapes[m["shape"]]
+        if s["type"] == "timestamp":
+            sch = {"type": "string", "format": "date-time", "description": "ISO 8601, e.g. 2026-11-27T10:00:00Z."}
+        else:
+            sch = schema(m["shape"])
+        where = {"uri": "path", "querystring": "query", "header": "header"}[m["location"]]
+        return {
+            "name": m.get("locationName", member),
+            "in": where,
+            "required": where == "path" or member in required,
+            "description": doc(m.get("documentation"))[:300],
+            "schema": sch,
+        }
+
+    def error_responses(op_name, op):
+        codes = [e["shape"] for e in op.get("errors", [])] + EXTRA_ERRORS.get(op_name, [])
+        by_status = {}
+        for code in codes:
+            if code in PRODUCED_ERRORS:
+                status = str(shapes[code]["error"]["httpStatusCode"])
+                by_status.setdefault(status, [])
+                if code not in by_status[status]:
+                    by_status[status].append(code)
+        out = {
+            status: {
+                "description": ", ".join(codes) + " (code in the x-amzn-ErrorType header).",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            }
+            for status, codes in sorted(by_status.items())
+        }
+        for status, text in AUTH_ERRORS.items():
+            out[status] = {
+                "description": text,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            }
+        return out
+
+    paths = {
+        "/health": {
+            "get": {
+                "operationId": "Health",
+                "summary": "Liveness; needs no credentials.",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "The server is up.",
+                        "content": {
+                            "application/json": {
+                                "schema": {"type": "object", "properties": {"status": {"type": "string", "enum": ["ok"]}}}
+                            }
+                        },
+                    }
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "OpenApi",
+                "summary": "This document; needs no credentials.",
+                "security": [],
+                "responses": {"200": {"description": "The OpenAPI document.", "content": {"application/json": {}}}},
+            }
+        },
+    }
+    for op_name, note in OPERATIONS.items():
+        op = model["operations"][op_name]
+        method = op["http"]["method"].lower()
+        path = op["http"]["requestUri"]
+        inp = shapes[op["input"]["shape"]] if "input" in op else {"members": {}}
+        required = inp.get("required", [])
+        omit = set(OMIT.get(op.get("input", {}).get("shape"), []))
+        params, body = [], {}
+        for member, m in inp["members"].items():
+            if member in omit:
+                continue
+            if m.get("location"):
+                params.append(parameter(member, m, required))
+            else:
+                body[member] = m
+        params += EXTRA_PARAMETERS.get(op_name, [])
+        description = doc(op.get("documentation"))
+        if note:
+            description += "\n\nWarden: " + note
+        entry = {"operationId": op_name, "summary": op_name, "description": description}
+        if params:
+            entry["parameters"] = params
+        if body:
+            props = {k: schema(m["shape"]) for k, m in body.items()}
+            body_schema = {"type": "object", "properties": props}
+            req = [r for r in required if r in props]
+            if req:
+                body_schema["required"] = req
+            entry["requestBody"] = {"required": bool(req), "content": {"application/json": {"schema": body_schema}}}
+        ok = {"description": "Success."}
+        if "output" in op:
+            out_schema = schema(op["output"]["shape"])
+            ok["content"] = {"application/json": {"schema": out_schema}}
+        entry["responses"] = {"200": ok, **error_responses(op_name, op)}
+        paths.setdefault(path, {})[method] = entry
+
+    schemas["Error"] = {
+        "type": "object",
+        "description": "Every error: the code is in the x-amzn-ErrorType header. "
+        "ResourceAlreadyExistsException also carries resourceId and resourceArn.",
+        "properties": {
+            "message": {"type": "string"},
+            "resourceId": {"type": "string"},
+            "resourceArn": {"type": "string"},
+        },
+        "required": ["message"],
+    }
+    document = {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Warden REST API",
+            "version": "1",
+            "description": "The AWS IoT registry and Device Defender Detect operations Warden implements, "
+            "with AWS's paths, shapes and error codes (protocol rest-json, signing name iot), so "
+            "boto3 and the aws CLI work with an endpoint_url. Generated by "
+            "crates/warden-server/src/api/openapi/gen.py from botocore's service model.",
+            "x-botocore-version": botocore.__version__,
+        },
+        "security": [{"apiToken": []}, {"sigv4": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "apiToken": {"type": "http", "scheme": "bearer", "description": "The API token created at first start."},
+                "sigv4": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": "AWS Signature Version 4 (AWS4-HMAC-SHA256, service iot, any region) "
+                    "with an access key from the server's configuration.",
+                },
+            },
+            "schemas": dict(sorted(schemas.items())),
+        },
+    }
+    with open(OUT, "w") as f:
+        json.dump(document, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    print(f"wrote {OUT}: {len(OPERATIONS)} operations, {len(schemas)} schemas", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+//! `/metrics`: the counters operators watch, in the Prometheus text exposition format.
+//!
+//! A dozen counters read from the broker's and ingest's own atomics at scrape time; rendering
+//! them is a few lines, so no metrics registry is kept in step with them. Labels never carry a
+//! thing name: a fleet of a million things must not become a million series.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use warden_broker::BrokerStats;
+
+use crate::ingest::IngestStats;
+
+/// Renders every metric; `sessions` is the number of live MQTT sessions.
+pub fn render(broker: &BrokerStats, sessions: usize, ingest: &IngestStats) -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    metric("warden_mqtt_sessions", "gauge", "Live MQTT sessions.", &[("", sessions as u64)]);
+    metric("warden_mqtt_connects_total", "counter", "MQTT sessions established.", &[("", broker.connected)]);
+    metric(
+        "warden_mqtt_connects_refused_total",
+        "counter",
+        "CONNECTs refused (certificate, thing or policy).",
+        &[("", broker.connect_refused)],
+    );
+    metric(
+        "warden_mqtt_authorization_failures_total",
+        "counter",
+        "Requests denied by policy, by kind.",
+        &[
+            ("{kind=\"publish\"}", broker.publish_denied),
+            ("{kind=\"subscribe\"}", broker.subscribe_denied),
+            ("{kind=\"receive\"}", broker.receive_denied),
+        ],
+    );
+    metric(
+        "warden_mqtt_events_dropped_total",
+        "counter",
+        "Broker events dropped because the server fell behind, by kind.",
+        &[("{kind=\"report\"}", broker.published_dropped), ("{kind=\"other\"}", broker.events_dropped)],
+    );
+    metric(
+        "warden_reports_accepted_total",
+        "counter",
+        "Metrics reports accepted.",
+        &[("", load(&ingest.accepted))],
+    );
+    metric(
+        "warden_reports_rejected_total",
+        "counter",
+        "Metrics reports rejected, by error code.",
+        &[
+            ("{code=\"InvalidPayload\"}", load(&ingest.rejected_invalid)),
+            ("{code=\"DuplicateReportId\"}", load(&ingest.rejected_duplicate)),
+            ("{code=\"Throttled\"}", load(&ingest.rejected_throttled)),
+        ],
+    );
+    metric(
+        "warden_store_errors_total",
+        "counter",
+        "Accepted reports whose datapoints could not be stored.",
+        &[("", load(&ingest.store_errors))],
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let ingest = IngestStats::default();
+        ingest.accepted.store(7, Ordering::Relaxed);
+        ingest.rejected_throttled.store(2, Ordering::Relaxed);
+        let broker = BrokerStats { connected: 3, publish_denied: 1, ..Default::default() };
+        let text = render(&broker, 2, &ingest);
+        assert!(text.contains("# TYPE warden_mqtt_sessions gauge\nwarden_mqtt_sessions 2\n"), "{text}");
+        assert!(text.contains("warden_mqtt_authorization_failures_total{kind=\"publish\"} 1\n"));
+        assert!(text.contains("warden_reports_accepted_total 7\n"));
+        assert!(text.contains("warden_reports_rejected_total{code=\"Throttled\"} 2\n"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (name, value) = line.rsplit_once(' ').unwrap();
+            assert!(name.starts_with("warden_") && value.parse::<u64>().is_ok(), "{line}");
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Composition: the data dir, the store, the CA, the MQTT endpoint, ingest and the HTTP API,
+//! started together and stopped together.
+//!
+//! One cancellation signal fans out at shutdown: the HTTP server stops accepting and finishes
+//! its requests, the broker stops, the ingest loop drains what the broker already handed over,
+//! and the store commits its last batch before the process exits.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use warden_broker::{Broker, BrokerConfig, BrokerEvent};
+use warden_store::{SqliteStore, Store, StoreError};
+
+use crate::authz::Authorizer;
+use crate::cloud::CloudMetrics;
+use crate::config::ServerConfig;
+use crate::ingest::{Ingest, IngestStats};
+use crate::pki::Pki;
+use crate::state::{AppState, Clock};
+
+/// The policy a thing gets when it is created with `warden things create`: connect as itself
+/// (`{thing}` or `{thing}/{suffix}`, so its agent and its application may hold separate
+/// connections), and use its own `$aws/things/{thing}/...` topics and application topics
+/// `things/{thing}/...`.
+pub const DEFAULT_THING_POLICY: &str = "WardenThingPolicy";
+const DEFAULT_THING_POLICY_DOCUMENT: &str = r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    {"Effect": "Allow", "Action": "iot:Connect",
+     "Resource": ["arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}",
+                  "arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}/*"]},
+    {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
+     "Resource": ["arn:aws:iot:*:*:topic/$aws/things/${iot:Connection.Thing.ThingName}/*",
+                  "arn:aws:iot:*:*:topic/things/${iot:Connection.Thing.ThingName}/*"]},
+    {"Effect": "Allow", "Action": "iot:Subscribe",
+     "Resource": ["arn:aws:iot:*:*:topicfilter/$aws/things/${iot:Connection.Thing.ThingName}/*",
+                  "arn:aws:iot:*:*:topicfilter/things/${iot:Connection.Thing.ThingName}/*"]}
+  ]
+}"#;
+
+/// A running server. Dropping it without [`RunningServer::shutdown`] aborts its tasks.
+pub struct RunningServer {
+    pub mqtt_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    /// The API token (also in `DATA_DIR/api-token`).
+    pub api_token: String,
+    pub state: AppState,
+    pub broker: Arc<Broker>,
+    pub ingest_stats: Arc<IngestStats>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer").field("mqtt", &self.mqtt_addr).field("http", &self.http_addr).finish()
+    }
+}
+
+/// Starts everything; the listeners are bound when this returns.
+pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Result<RunningServer> {
+    let config = Arc::new(config);
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("data_dir: cannot create {}", data_dir.display()))?;
+    let pki = Arc::new(Pki::load_or_create(&data_dir.join("pki")).context("certificate authority")?);
+    let server_cert = pki.server_cert(&config.mqtt.server_names).context("server certificate")?;
+    let api_token = api_token(data_dir)?;
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(data_dir.join("warden.db")).context("opening the database")?);
+    let token_hash: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, api_token.as_bytes())
+        .as_ref()
+        .try_into()
+        .expect("SHA-256 is 32 bytes");
+    let state = AppState::new(config.clone(), store.clone(), pki.clone(), clock, token_hash);
+    ensure_default_policy(&state).await?;
+
+    let authorizer = Authorizer::new(state.clone()).await.context("loading the registry")?;
+    state.subscribe_registry(authorizer.clone());
+    let broker_config = BrokerConfig::new(
+        config.mqtt.listen,
+        server_cert.cert_pem.clone(),
+        server_cert.key_pem.clone(),
+        pki.ca_cert_pem().to_owned(),
+    );
+    let broker_config =
+        BrokerConfig { max_packet_size: config.mqtt.max_payload_bytes + 1024, ..broker_config };
+    let (broker, mut events) = Broker::start(broker_config, authorizer.clone())
+        .await
+        .with_context(|| format!("mqtt.listen: cannot start the MQTT endpoint on {}", config.mqtt.listen))?;
+    let broker = Arc::new(broker);
+    authorizer.set_broker(broker.clone());
+    let mqtt_addr = broker.local_addr();
+
+    let (shutdown, mut stop) = tokio::sync::watch::channel(false);
+    let ingest_stats = Arc::new(IngestStats::default());
+    let mut ingest = Ingest::new(state.clone(), broker.clone(), ingest_stats.clone());
+    let mut cloud = CloudMetrics::new();
+    let period = config.cloud_metrics.period;
+    let (events_state, events_broker, events_authz) = (state.clone(), broker.clone(), authorizer.clone());
+    // One task sees every broker event in order: ingest needs per-thing order, and the
+    // cloud-side aggregation must count each event once.
+    let events_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = events.recv() => {
+                    let Some(event) = event else { break };
+                    cloud.observe(&event, |id| events_authz.thing_of(id));
+                    if let BrokerEvent::Published { topic, payload, .. } = event {
+                        ingest.publish(&topic, payload).await;
+                    }
+                }
+                _ = tick.tick() => {
+                    let connected = events_broker.sessions().iter().map(|s| (events_authz.thing_of(s), s.remote_addr.ip())).collect::<Vec<_>>();
+                    let points = cloud.flush(connected, events_state.now_ms());
+                    if let Err(e) = events_state.store.append_datapoints(points).await {
+                        tracing::error!(error = %e, "cannot store cloud-side metrics");
+                    }
+                }
+            }
+        }
+    });
+
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("http.listen: cannot listen on {}", config.http.listen))?;
+    let http_addr = listener.local_addr()?;
+    let app = crate::api::router(state.clone()).merge(operator_routes(&state, &broker, &ingest_stats));
+    let http_task = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+
+    Ok(RunningServer {
+        mqtt_addr,
+        http_addr,
+        api_token,
+        state,
+        broker,
+        ingest_stats,
+        shutdown,
+        tasks: vec![http_task, events_task],
+    })
+}
+
+impl RunningServer {
+    /// Stops accepting, finishes what is in progress, and closes the store.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let RunningServer { broker, mut tasks, state, .. } = self;
+        let http = tasks.remove(0);
+        let _ = http.await;
+        // The broker owns the sending side of the event channel, so stopping it ends ingest.
+        match Arc::try_unwrap(broker) {
+            Ok(broker) => broker.shutdown().await,
+            Err(_) => tracing::warn!("broker still shared at shutdown; its tasks end with the runtime"),
+        }
+        for t in tasks {
+            t.abort();
+            let _ = t.await;
+        }
+        drop(state);
+    }
+}
+
+/// Unauthenticated routes for operators and devices: Prometheus `/metrics` (counts only, no
+/// thing names) and `/warden/ca.pem`, the CA certificate devices must trust (a Warden
+/// extension: AWS devices use Amazon's published roots instead).
+fn operator_routes(state: &AppState, broker: &Arc<Broker>, ingest: &Arc<IngestStats>) -> axum::Router {
+    use axum::http::header;
+    use axum::routing::get;
+    let ca = state.pki.ca_cert_pem().to_owned();
+    let (broker, ingest) = (broker.clone(), ingest.clone());
+    axum::Router::new()
+        .route(
+            "/warden/ca.pem",
+            get(move || async move { ([(header::CONTENT_TYPE, "application/x-pem-file")], ca) }),
+        )
+        .route(
+            "/metrics",
+            get(move || async move {
+                let text = crate::metrics::render(&broker.stats(), broker.sessions().len(), &ingest);
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+            }),
+        )
+}
+
+/// Reads `DATA_DIR/api-token`, creating it (mode 0600) with 256 random bits on first start.
+fn api_token(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("api-token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        return Ok(token.trim().to_owned());
+    }
+    let mut bytes = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| anyhow::anyhow!("no randomness for the API token"))?;
+    let token = format!("wdn_{}", hex::encode(bytes));
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    writeln!(f, "{token}")?;
+    Ok(token)
+}
+
+async fn ensure_default_policy(state: &AppState) -> anyhow::Result<()> {
+    match state.store.create_policy(DEFAULT_THING_POLICY, DEFAULT_THING_POLICY_DOCUMENT, state.now_ms()).await
+    {
+        Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(e).context("creating the default thing policy"),
+    }
+}
