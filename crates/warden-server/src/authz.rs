@@ -76,6 +76,11 @@ impl Authorizer {
         *self.broker.write().expect("broker lock") = Some(broker);
     }
 
+    /// Lets go of the broker at shutdown, so it can be stopped.
+    pub fn clear_broker(&self) {
+        *self.broker.write().expect("broker lock") = None;
+    }
+
     fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.read().expect("snapshot lock").clone()
     }

@@ -49,6 +49,7 @@ pub struct RunningServer {
     pub state: AppState,
     pub broker: Arc<Broker>,
     pub ingest_stats: Arc<IngestStats>,
+    authorizer: Arc<Authorizer>,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -95,6 +96,7 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
     let mqtt_addr = broker.local_addr();
 
     let (shutdown, mut stop) = tokio::sync::watch::channel(false);
+    let mut events_stop = shutdown.subscribe();
     let ingest_stats = Arc::new(IngestStats::default());
     let mut ingest = Ingest::new(state.clone(), broker.clone(), ingest_stats.clone());
     let mut cloud = CloudMetrics::new();
@@ -107,6 +109,7 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = events_stop.changed() => break,
                 event = events.recv() => {
                     let Some(event) = event else { break };
                     cloud.observe(&event, |id| events_authz.thing_of(id));
@@ -146,6 +149,7 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
         state,
         broker,
         ingest_stats,
+        authorizer,
         shutdown,
         tasks: vec![http_task, events_task],
     })
@@ -155,19 +159,22 @@ impl RunningServer {
     /// Stops accepting, finishes what is in progress, and closes the store.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        let RunningServer { broker, mut tasks, state, .. } = self;
-        let http = tasks.remove(0);
-        let _ = http.await;
-        // The broker owns the sending side of the event channel, so stopping it ends ingest.
-        match Arc::try_unwrap(broker) {
-            Ok(broker) => broker.shutdown().await,
-            Err(_) => tracing::warn!("broker still shared at shutdown; its tasks end with the runtime"),
-        }
+        let RunningServer { broker, tasks, authorizer, .. } = self;
+        // HTTP finishes its requests; the event task stops taking events (reports already
+        // accepted finish their store writes and replies in their own tasks).
         for t in tasks {
-            t.abort();
             let _ = t.await;
         }
-        drop(state);
+        authorizer.clear_broker();
+        // Reply tasks still in flight hold the broker for a moment.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while Arc::strong_count(&broker) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        match Arc::try_unwrap(broker) {
+            Ok(broker) => broker.shutdown().await,
+            Err(_) => tracing::warn!("broker still in use after 5 s; its sessions end with the process"),
+        }
     }
 }
 

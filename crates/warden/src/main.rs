@@ -1,0 +1,68 @@
+//! `warden`: runs the server (`warden server`) and talks to its API from the command line
+//! (`warden things|groups|certs|policies ...`). Business logic lives in `warden-server`; this
+//! crate only parses arguments, calls the REST API ([`client`]) and prints ([`output`]).
+
+mod certs;
+mod client;
+mod groups;
+mod output;
+mod policies;
+mod server;
+mod things;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "warden", version, about = "Warden: self-hosted AWS IoT Device Defender Detect")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: MQTT/TLS endpoint, registry, ingest and REST API.
+    Server(server::ServerArgs),
+    /// Things: create (and onboard with a certificate), list, describe, update, delete.
+    Things(things::ThingsArgs),
+    /// Thing groups and their members.
+    Groups(groups::GroupsArgs),
+    /// Certificates: issue, register, activate, revoke, attach to things, delete.
+    Certs(certs::CertsArgs),
+    /// Policies and their attachment to certificates and thing groups.
+    Policies(policies::PoliciesArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Server(args) => {
+            init_tracing();
+            server::run(args)
+        }
+        // The client subcommands log nothing; their output is what they print.
+        Command::Things(args) => things::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Groups(args) => groups::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Certs(args) => certs::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Policies(args) => policies::run(args).map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("warden: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmqtt=warn,rmqtt_net=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
