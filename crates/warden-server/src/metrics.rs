@@ -40,6 +40,12 @@ pub fn render(broker: &BrokerStats, sessions: usize, ingest: &IngestStats) -> St
         ],
     );
     metric(
+        "warden_mqtt_tls_handshake_failures_total",
+        "counter",
+        "TLS handshakes refused on the MQTT listener (unknown CA, no client certificate, not TLS).",
+        &[("", TLS_HANDSHAKE_FAILURES.load(Ordering::Relaxed))],
+    );
+    metric(
         "warden_mqtt_events_dropped_total",
         "counter",
         "Broker events dropped because the server fell behind, by kind.",
@@ -88,6 +94,41 @@ mod tests {
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (name, value) = line.rsplit_once(' ').unwrap();
             assert!(name.starts_with("warden_") && value.parse::<u64>().is_ok(), "{line}");
+        }
+    }
+}
+
+/// TLS handshakes refused on the MQTT listener (unknown CA, no client certificate, not TLS at
+/// all). rmqtt reports them only as a `log` record, so the binary's log pipeline counts them
+/// with [`TlsFailureLayer`]; a process-wide counter because there is one MQTT listener per
+/// process and one global logger.
+pub static TLS_HANDSHAKE_FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A `tracing` layer that counts rmqtt's TLS handshake failures (bridged from `log` by
+/// `tracing-log`) into [`TLS_HANDSHAKE_FAILURES`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TlsFailureLayer;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for TlsFailureLayer {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+        use tracing_log::NormalizeEvent as _;
+        let meta = event.normalized_metadata();
+        let target = meta.as_ref().map_or(event.metadata().target(), |m| m.target());
+        if target != "rmqtt::server" {
+            return;
+        }
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        if warden_broker::is_tls_handshake_failure(target, &message.0) {
+            TLS_HANDSHAKE_FAILURES.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -13,6 +13,7 @@ mod things;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::Layer as _;
 
 #[derive(Debug, Parser)]
 #[command(name = "warden", version, about = "Warden: self-hosted AWS IoT Device Defender Detect")]
@@ -58,11 +59,19 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmqtt=warn,rmqtt_net=warn")),
-        )
-        .with_writer(std::io::stderr)
+    init_logging();
+}
+
+/// Logs to stderr (`RUST_LOG` filters, default info). rmqtt logs through `log`: its records are
+/// bridged into `tracing`, where [`TlsFailureLayer`] counts the TLS handshake failures that no
+/// broker hook reports.
+fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmqtt=warn,rmqtt_net=warn"));
+    tracing_subscriber::registry()
+        .with(warden_server::metrics::TlsFailureLayer)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter))
         .init();
 }

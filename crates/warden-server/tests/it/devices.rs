@@ -418,3 +418,24 @@ async fn the_official_aws_agent_is_accepted() {
     let text = warden_server::metrics::render(&lab.server.broker.stats(), 0, &lab.server.ingest_stats);
     assert!(text.contains("warden_reports_accepted_total 4"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_from_another_ca_and_missing_certificates_are_refused() {
+    let lab = lab(Duration::ZERO).await;
+    let device = lab.device("dev-1").await;
+    // Same thing name, but signed by a CA the server does not know.
+    let other = warden_testkit::Pki::new();
+    let foreign = other.client("dev-1", warden_testkit::KeyKind::EcdsaP256);
+    let forged = Device { cert: foreign.cert_path.clone(), key: foreign.key_path.clone(), ..device };
+    assert!(lab.client(&forged, "dev-1").connect().await.is_err(), "foreign CA");
+
+    let mut options = MqttOptions::new("dev-1", "localhost", lab.server.mqtt_addr.port());
+    options.set_transport(Transport::Tls(TlsConfiguration::Simple {
+        ca: std::fs::read(&forged.ca).unwrap(),
+        alpn: None,
+        client_auth: None,
+    }));
+    let (client, eventloop) = AsyncClient::new(options, 8);
+    assert!(Client { client, eventloop }.connect().await.is_err(), "no client certificate");
+    assert_eq!(lab.server.broker.stats().connected, 0);
+}

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 const WARDEN: &str = env!("CARGO_BIN_EXE_warden");
 
-/// Starts `warden server` on free ports and waits for its "running" banner.
-fn start(data_dir: &std::path::Path) -> (Child, String) {
+/// Starts `warden server` on free ports and waits for its "running" banner; returns the API
+/// endpoint and the MQTT port.
+fn start_with_mqtt(data_dir: &std::path::Path) -> (Child, String, u16) {
     let (mqtt, http) = (warden_testkit::free_port(), warden_testkit::free_port());
     let mut child = Command::new(WARDEN)
         .args(["server", "--data-dir"])
@@ -28,7 +29,12 @@ fn start(data_dir: &std::path::Path) -> (Child, String) {
         }
     }
     assert!(banner.contains("Warden is running."), "{banner}");
-    (child, format!("http://127.0.0.1:{http}"))
+    (child, format!("http://127.0.0.1:{http}"), mqtt)
+}
+
+fn start(data_dir: &std::path::Path) -> (Child, String) {
+    let (child, endpoint, _) = start_with_mqtt(data_dir);
+    (child, endpoint)
 }
 
 fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
@@ -113,4 +119,32 @@ fn bad_config_names_the_key() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown field `min_report_periode`"), "{err}");
+}
+
+/// TLS handshakes that fail reach no broker hook; the server counts them from rmqtt's log.
+#[test]
+fn failed_tls_handshakes_are_counted_in_metrics() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, endpoint, mqtt) = start_with_mqtt(&dir.path().join("data"));
+    for _ in 0..2 {
+        let mut tcp = std::net::TcpStream::connect(("127.0.0.1", mqtt)).unwrap();
+        tcp.write_all(b"this is not a TLS ClientHello\r\n\r\n").unwrap();
+        let _ = tcp.read(&mut [0u8; 64]);
+    }
+    let port = endpoint.rsplit(':').next().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut http = std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
+        http.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+        let mut text = String::new();
+        http.read_to_string(&mut text).unwrap();
+        if text.contains("warden_mqtt_tls_handshake_failures_total 2") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "TLS failures not counted:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal(&server, "TERM");
+    assert!(wait_exit(&mut server).success());
 }
