@@ -128,6 +128,19 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
         }
     });
 
+    // Retention: whole day tables older than `storage.retention_days` are dropped at start and
+    // every hour after.
+    let (retention_state, mut retention_stop) = (state.clone(), shutdown.subscribe());
+    let retention_task = tokio::spawn(async move {
+        let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                _ = retention_stop.changed() => break,
+                _ = hourly.tick() => apply_retention(&retention_state).await,
+            }
+        }
+    });
+
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("http.listen: cannot listen on {}", config.http.listen))?;
@@ -151,7 +164,7 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
         ingest_stats,
         authorizer,
         shutdown,
-        tasks: vec![http_task, events_task],
+        tasks: vec![http_task, events_task, retention_task],
     })
 }
 
@@ -198,6 +211,19 @@ fn operator_routes(state: &AppState, broker: &Arc<Broker>, ingest: &Arc<IngestSt
                 ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
             }),
         )
+}
+
+/// Drops the datapoints of every UTC day that ended more than `storage.retention_days` ago.
+pub async fn apply_retention(state: &AppState) {
+    let keep_ms = i64::from(state.config.storage.retention_days) * 86_400_000;
+    let first_kept = warden_store::UtcDay::of_timestamp_ms(state.now_ms() - keep_ms);
+    match state.store.drop_datapoints_before(first_kept).await {
+        Ok(days) if !days.is_empty() => {
+            tracing::info!(days = days.len(), before = %first_kept, "dropped old datapoints")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "cannot apply datapoint retention"),
+    }
 }
 
 /// Reads `DATA_DIR/api-token`, creating it (mode 0600) with 256 random bits on first start.

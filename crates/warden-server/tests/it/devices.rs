@@ -439,3 +439,65 @@ async fn certificates_from_another_ca_and_missing_certificates_are_refused() {
     assert!(Client { client, eventloop }.connect().await.is_err(), "no client certificate");
     assert_eq!(lab.server.broker.stats().connected, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datapoints_older_than_the_retention_are_dropped_a_day_at_a_time() {
+    let lab = lab(Duration::ZERO).await;
+    let state = &lab.server.state;
+    let day_ms = 86_400_000;
+    let point = |age_days: i64| warden_store::Datapoint {
+        thing: "dev-1".into(),
+        metric: "aws:all-bytes-out".into(),
+        dimension: None,
+        timestamp_ms: state.now_ms() - age_days * day_ms,
+        value: warden_store::MetricValue { count: Some(age_days as u64), ..Default::default() },
+    };
+    state.store.append_datapoints(vec![point(45), point(31), point(29), point(0)]).await.unwrap();
+    warden_server::server::apply_retention(state).await;
+    let kept: Vec<u64> =
+        lab.datapoints("dev-1", "aws:all-bytes-out").await.iter().filter_map(|d| d.value.count).collect();
+    assert_eq!(kept, vec![29, 0], "default retention is 30 days");
+}
+
+/// Policies attached to a thing group apply to the members of its subgroups too, and to
+/// sessions already connected: the quarantine mechanism.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_policy_applies_to_live_sessions_of_nested_members() {
+    let lab = lab(Duration::ZERO).await;
+    let device = lab.device("dev-1").await;
+    let state = &lab.server.state;
+    let now = state.now_ms();
+    let group = |name: &str, parent: Option<&str>| warden_store::NewThingGroup {
+        name: name.into(),
+        parent: parent.map(Into::into),
+        description: None,
+        attributes: BTreeMap::new(),
+    };
+    state.store.create_thing_group(group("Quarantine", None), now).await.unwrap();
+    state.store.create_thing_group(group("Quarantine-2026", Some("Quarantine")), now).await.unwrap();
+    let deny = r#"{"Statement": [{"Effect": "Deny", "Action": "iot:Publish", "Resource": "arn:aws:iot:*:*:topic/things/*"}]}"#;
+    state.store.create_policy("QuarantinePolicy", deny, now).await.unwrap();
+    state.store.attach_policy("QuarantinePolicy", &state.arns.thing_group("Quarantine")).await.unwrap();
+    state.registry_changed(RegistryChange::Policies).await;
+
+    let mut c = lab.client(&device, "dev-1/app");
+    c.connect().await.unwrap();
+    c.subscribe("things/dev-1/telemetry").await;
+    c.client.publish("things/dev-1/telemetry", QoS::AtLeastOnce, false, b"21.5".to_vec()).await.unwrap();
+    c.until(|p| matches!(p, Packet::Publish(p) if p.topic == "things/dev-1/telemetry").then_some(()))
+        .await
+        .unwrap();
+
+    state.store.add_thing_to_group("Quarantine-2026", "dev-1").await.unwrap();
+    state.registry_changed(RegistryChange::Memberships).await;
+    c.client.publish("things/dev-1/telemetry", QoS::AtLeastOnce, false, b"21.6".to_vec()).await.unwrap();
+    assert!(c.until(|_| None::<()>).await.is_err(), "telemetry denied: the 3.1.1 session is closed");
+
+    // Its Defender reports still go through.
+    let mut agent = lab.client(&device, "dev-1/agent");
+    agent.connect().await.unwrap();
+    agent.subscribe("$aws/things/dev-1/defender/metrics/+/+").await;
+    let reply =
+        agent.report("dev-1", Format::Json, br#"{"hed":{"rid":1,"v":"1.0"},"met":{"ns":{"bo":1}}}"#).await;
+    assert_eq!(reply.status, ReplyStatus::Accepted);
+}
