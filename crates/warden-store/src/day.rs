@@ -1,17 +1,29 @@
 //! UTC calendar days, the unit of datapoint partitioning and retention.
 //!
 //! Datapoints live in one table per UTC day of their timestamp, so retention drops whole tables
-//! instead of deleting rows (no index churn, space goes back to the free list at once). The date
-//! arithmetic is Howard Hinnant's `days_from_civil`/`civil_from_days`, which saves a date-time
-//! dependency for the one conversion the store needs.
+//! instead of deleting rows (no index churn, space goes back to the free list at once). A day is
+//! a count of days since 1970-01-01, so that ordering and stepping are integer arithmetic; the
+//! calendar (which count is which date) is the `time` crate's.
 
 use std::fmt;
+
+use time::{Date, Month, OffsetDateTime};
 
 const MS_PER_DAY: i64 = 86_400_000;
 
 /// The first millisecond of year 10000: timestamps must be before it so that a day always has
 /// an eight-digit `YYYYMMDD` name.
 pub(crate) const END_OF_TIME_MS: i64 = 253_402_300_800_000;
+
+/// The Julian day number of 1970-01-01, day 0 of [`UtcDay`].
+const EPOCH_JULIAN_DAY: i32 = OffsetDateTime::UNIX_EPOCH.date().to_julian_day();
+
+/// `time` knows only the years -9999 to 9999, but a day may be anything an i64 timestamp or an
+/// i32 year gives (a retention cutoff far in the future, a clock gone wrong). The Gregorian
+/// calendar repeats every 400 years, which are 146 097 days, so such a day takes the month and
+/// day of its twin a whole number of cycles away, inside the years `time` knows.
+const YEARS_PER_CYCLE: i32 = 400;
+const DAYS_PER_CYCLE: i64 = 146_097;
 
 /// A calendar day in UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -28,21 +40,26 @@ impl UtcDay {
 
     /// The day `year-month-day`, or `None` if there is no such date.
     pub fn from_ymd(year: i32, month: u32, day: u32) -> Option<Self> {
-        if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
-            return None;
-        }
-        Some(UtcDay { days: days_from_civil(i64::from(year), i64::from(month), i64::from(day)) })
+        let month = Month::try_from(u8::try_from(month).ok()?).ok()?;
+        let twin = Date::from_calendar_date(year.rem_euclid(YEARS_PER_CYCLE), month, u8::try_from(day).ok()?)
+            .ok()?;
+        let cycles = i64::from(year.div_euclid(YEARS_PER_CYCLE));
+        Some(UtcDay { days: i64::from(twin.to_julian_day() - EPOCH_JULIAN_DAY) + cycles * DAYS_PER_CYCLE })
     }
 
     /// `(year, month, day)`.
     pub fn ymd(self) -> (i32, u32, u32) {
-        let (y, m, d) = civil_from_days(self.days);
+        let cycles = self.days.div_euclid(DAYS_PER_CYCLE);
+        // Invariant: the remainder is under one cycle, so the twin lies in the years 1970 to 2369.
+        let offset = i32::try_from(self.days.rem_euclid(DAYS_PER_CYCLE)).expect("under one cycle");
+        let twin = Date::from_julian_day(EPOCH_JULIAN_DAY + offset).expect("the twin is in 1970..2370");
         // Invariant: `days` comes from an i64 millisecond timestamp or an i32 year, so the year
-        // fits in i32 (±292 million years), and month and day are 1..=12 and 1..=31.
+        // fits in i32 (±292 million years).
+        let year = i64::from(twin.year()) + cycles * i64::from(YEARS_PER_CYCLE);
         (
-            i32::try_from(y).expect("year fits i32"),
-            u32::try_from(m).expect("month is 1..=12"),
-            u32::try_from(d).expect("day is 1..=31"),
+            i32::try_from(year).expect("year fits i32"),
+            u32::from(u8::from(twin.month())),
+            u32::from(twin.day()),
         )
     }
 
@@ -76,41 +93,6 @@ impl fmt::Display for UtcDay {
         let (y, m, d) = self.ymd();
         write!(f, "{y:04}-{m:02}-{d:02}")
     }
-}
-
-fn is_leap(year: i32) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
-}
-
-fn days_in_month(year: i32, month: u32) -> u32 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ use std::io::Write as _;
 
 use clap::ValueEnum;
 use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -160,27 +162,13 @@ fn plain(value: &Value) -> String {
     }
 }
 
-/// Epoch seconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC, whole seconds).
+/// Epoch seconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC, whole seconds). A time outside the years 0 to
+/// 9999, which RFC 3339 cannot write, prints as the number it is.
 fn rfc3339(epoch_seconds: f64) -> String {
-    let secs = epoch_seconds.floor() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (year, month, day) = civil_from_days(days);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// The proleptic Gregorian date of a day number since 1970-01-01 (Howard Hinnant's algorithm),
-/// so that the CLI needs no date crate for one format.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    OffsetDateTime::from_unix_timestamp(epoch_seconds.floor() as i64)
+        .ok()
+        .and_then(|time| time.format(&Rfc3339).ok())
+        .unwrap_or_else(|| epoch_seconds.to_string())
 }
 
 #[cfg(test)]

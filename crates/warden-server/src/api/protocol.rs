@@ -17,6 +17,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use warden_store::{MAX_PAGE_SIZE, Page, PageRequest, StoreError};
 
 use crate::state::Arns;
@@ -340,7 +342,9 @@ pub fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
 
 /// Parses `2026-11-27T10:00:00Z`, `2026-11-27T10:00:00.123456Z`, `...+02:00`, or epoch seconds
 /// (`1795773600`, `1795773600.5`), into milliseconds since the epoch. A fraction finer than a
-/// millisecond rounds up, so that an inclusive start never takes in a datapoint before it.
+/// millisecond rounds up, so that an inclusive start never takes in a datapoint before it (in an
+/// ISO time, digits past the nanosecond are ignored). A leap second, `23:59:60` UTC, is only taken
+/// on the last day of a month, and reads as the midnight after it.
 pub fn parse_timestamp_ms(s: &str) -> Option<i64> {
     if s.bytes().next().is_some_and(|b| b.is_ascii_digit()) && !s.contains('-') {
         let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
@@ -350,60 +354,13 @@ pub fn parse_timestamp_ms(s: &str) -> Option<i64> {
         let secs: i64 = secs.parse().ok()?;
         return secs.checked_mul(1000)?.checked_add(fraction_ms(frac)?);
     }
-    let b = s.as_bytes();
-    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
-        let part = s.get(range)?;
-        if part.bytes().all(|b| b.is_ascii_digit()) { part.parse().ok() } else { None }
-    };
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
+    // RFC 3339 lets the date and the time be separated by any character, and `time` takes any;
+    // ISO 8601, which AWS documents, has only `T`.
+    if !matches!(s.as_bytes().get(10), Some(b'T' | b't')) {
         return None;
     }
-    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
-    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
-    let mut rest = &s[19..];
-    let mut frac = "";
-    if let Some(after_dot) = rest.strip_prefix('.') {
-        let end = after_dot.find(|c: char| !c.is_ascii_digit()).unwrap_or(after_dot.len());
-        (frac, rest) = after_dot.split_at(end);
-        if frac.is_empty() {
-            return None;
-        }
-    }
-    let offset_secs = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.as_bytes().first()? {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let (h, m) = rest[1..].split_once(':')?;
-            if h.len() != 2 || m.len() != 2 || !(h.bytes().chain(m.bytes())).all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
-            if h > 23 || m > 59 {
-                return None;
-            }
-            sign * (h * 3600 + m * 60)
-        }
-    };
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    if !(1..=12).contains(&month) || day < 1 || day > month_days[(month - 1) as usize] {
-        return None;
-    }
-    if hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
-    Some(secs * 1000 + fraction_ms(frac)?)
+    let time = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+    Some(time.unix_timestamp() * 1000 + i64::from(time.nanosecond().div_ceil(1_000_000)))
 }
 
 /// Milliseconds in a decimal fraction of a second, rounded up.
@@ -419,20 +376,10 @@ fn fraction_ms(frac: &str) -> Option<i64> {
     Some(ms + i64::from(finer))
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+    use time::macros::format_description;
 
     use super::*;
 
@@ -446,23 +393,10 @@ mod tests {
 
         #[test]
         fn iso_timestamps_round_trip(secs in 0i64..253_402_300_800, ms in 0i64..1000) {
-            let days = secs.div_euclid(86_400);
-            // civil_from_days, the inverse of days_from_civil.
-            let z = days + 719_468;
-            let era = z.div_euclid(146_097);
-            let doe = z - era * 146_097;
-            let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-            let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-            let mp = (5 * doy + 2) / 153;
-            let day = doy - (153 * mp + 2) / 5 + 1;
-            let month = if mp < 10 { mp + 3 } else { mp - 9 };
-            let year = yoe + era * 400 + i64::from(month <= 2);
-            let rem = secs.rem_euclid(86_400);
+            let time = OffsetDateTime::from_unix_timestamp(secs).unwrap();
             let text = format!(
-                "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-                rem / 3600,
-                rem / 60 % 60,
-                rem % 60
+                "{}.{ms:03}Z",
+                time.format(format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]")).unwrap()
             );
             prop_assert_eq!(parse_timestamp_ms(&text), Some(secs * 1000 + ms));
         }

@@ -48,6 +48,9 @@
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use ring::{digest, hmac};
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime};
 
 /// The only signing algorithm accepted, as it opens the `Authorization` header.
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
@@ -139,8 +142,8 @@ pub enum SigV4Error {
     /// The request time is more than [`MAX_SKEW_SECS`] away from the server's time.
     #[error(
         "signature expired: the request time {} is more than 15 minutes away from the server time {}",
-        amz_date(*request_time),
-        amz_date(i64::try_from(*now).unwrap_or(i64::MAX))
+        show_time(i128::from(*request_time)),
+        show_time(i128::from(*now))
     )]
     Expired { request_time: i64, now: u64 },
     /// `x-amz-content-sha256` is not the SHA-256 of the body.
@@ -267,7 +270,9 @@ pub fn sign(
             return Err(malformed(format!("a request to sign must not have {name}")));
         }
     }
-    let date = amz_date(i64::try_from(now_unix_secs).unwrap_or(i64::MAX));
+    let date = i64::try_from(now_unix_secs).ok().and_then(amz_date).ok_or_else(|| {
+        unsupported(format!("signing at {now_unix_secs} (epoch seconds), after the year 9999"))
+    })?;
     let mut headers = req.headers.to_vec();
     headers.push(("x-amz-date", &date));
     let req = SignedRequest { headers: &headers, ..*req };
@@ -543,74 +548,32 @@ fn single_header<'h>(
     Ok(first)
 }
 
+/// The form of `x-amz-date`, also the credential scope's date in its first eight characters.
+const AMZ_DATE: &[BorrowedFormatItem<'_>] = format_description!("[year][month][day]T[hour][minute][second]Z");
+
 /// `YYYYMMDDTHHMMSSZ` to seconds since the Unix epoch.
 fn parse_amz_date(s: &str) -> Result<i64, SigV4Error> {
     let bad = || malformed(format!("x-amz-date {s:?} is not YYYYMMDDTHHMMSSZ"));
-    let b = s.as_bytes();
-    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+    // `[year]` also takes a leading sign, which YYYY does not have.
+    if !s.starts_with(|c: char| c.is_ascii_digit()) {
         return Err(bad());
     }
-    let number = |range: std::ops::Range<usize>| -> Result<u32, SigV4Error> {
-        let digits = &b[range];
-        if !digits.iter().all(u8::is_ascii_digit) {
-            return Err(bad());
-        }
-        Ok(digits.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
-    };
-    let (year, month, day) = (number(0..4)?, number(4..6)?, number(6..8)?);
-    let (hour, minute, second) = (number(9..11)?, number(11..13)?, number(13..15)?);
-    if !(1..=12).contains(&month)
-        || day == 0
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
-        return Err(bad());
-    }
-    let days = days_from_civil(i64::from(year), month, day);
-    Ok(days * 86_400 + i64::from(hour * 3600 + minute * 60 + second))
+    let time = PrimitiveDateTime::parse(s, AMZ_DATE).map_err(|_| bad())?;
+    Ok(time.assume_utc().unix_timestamp())
 }
 
-/// Seconds since the Unix epoch to `YYYYMMDDTHHMMSSZ`.
-fn amz_date(unix_secs: i64) -> String {
-    let (days, secs) = (unix_secs.div_euclid(86_400), unix_secs.rem_euclid(86_400));
-    let (year, month, day) = civil_from_days(days);
-    format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
+/// Seconds since the Unix epoch to `YYYYMMDDTHHMMSSZ`; `None` outside the years 0 to 9999, which
+/// that form cannot write.
+fn amz_date(unix_secs: i64) -> Option<String> {
+    let time =
+        OffsetDateTime::from_unix_timestamp(unix_secs).ok().filter(|t| (0..=9999).contains(&t.year()))?;
+    time.format(AMZ_DATE).ok()
 }
 
-fn days_in_month(year: u32, month: u32) -> u32 {
-    match month {
-        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month = i64::from(month);
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// The inverse of [`days_from_civil`].
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let days = days + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+/// A time in an error message: `YYYYMMDDTHHMMSSZ` when it has that form, else epoch seconds (a
+/// server clock gone past the year 9999).
+fn show_time(unix_secs: i128) -> String {
+    i64::try_from(unix_secs).ok().and_then(amz_date).unwrap_or_else(|| format!("{unix_secs} (epoch seconds)"))
 }
 
 fn malformed(reason: impl Into<String>) -> SigV4Error {
@@ -1135,7 +1098,7 @@ mod tests {
 
         #[test]
         fn amz_dates_round_trip(t in -62_167_219_200i64..253_402_300_800) {
-            prop_assert_eq!(parse_amz_date(&amz_date(t)), Ok(t));
+            prop_assert_eq!(parse_amz_date(&amz_date(t).unwrap()), Ok(t));
         }
 
         #[test]
