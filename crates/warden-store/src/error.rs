@@ -2,20 +2,35 @@
 //! AWS error code (`ResourceNotFoundException`, `ResourceAlreadyExistsException`,
 //! `VersionConflictException`, `DeleteConflictException`, `CertificateStateException`,
 //! `InvalidRequestException`, `InternalFailureException`) without knowing which database is behind
-//! the trait.
+//! the trait. Where AWS uses a more specific code for one kind of resource (a duplicate detect
+//! mitigation task is `TaskAlreadyExistsException`), the server tells by the [`ResourceKind`].
 
 use std::fmt;
 
 /// Shorthand for results of store operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// The kind of registry resource an error is about.
+/// The kind of resource an error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ResourceKind {
     Thing,
     ThingGroup,
     Certificate,
     Policy,
+    SecurityProfile,
+    CustomMetric,
+    Dimension,
+    /// A violation, active or in the history, by its violation id.
+    Violation,
+    MitigationAction,
+    /// A detect mitigation actions task. `AlreadyExists` of this kind is AWS's
+    /// `TaskAlreadyExistsException`, not `ResourceAlreadyExistsException`.
+    DetectMitigationTask,
+    /// One action on one violation within a detect mitigation task; its name is
+    /// `task/violation/action`.
+    MitigationExecution,
+    AlertTopic,
+    AlertSubscription,
 }
 
 impl fmt::Display for ResourceKind {
@@ -25,6 +40,15 @@ impl fmt::Display for ResourceKind {
             ResourceKind::ThingGroup => "thing group",
             ResourceKind::Certificate => "certificate",
             ResourceKind::Policy => "policy",
+            ResourceKind::SecurityProfile => "security profile",
+            ResourceKind::CustomMetric => "custom metric",
+            ResourceKind::Dimension => "dimension",
+            ResourceKind::Violation => "violation",
+            ResourceKind::MitigationAction => "mitigation action",
+            ResourceKind::DetectMitigationTask => "detect mitigation task",
+            ResourceKind::MitigationExecution => "mitigation action execution",
+            ResourceKind::AlertTopic => "alert topic",
+            ResourceKind::AlertSubscription => "alert subscription",
         })
     }
 }
@@ -50,7 +74,8 @@ pub enum StoreError {
     Conflict(String),
 
     /// The resource's state forbids the operation, e.g. deleting an ACTIVE certificate or
-    /// re-activating a REVOKED one (AWS `CertificateStateException`).
+    /// re-activating a REVOKED one (AWS `CertificateStateException`), or changing the status of
+    /// a detect mitigation task that has ended (an `InvalidRequestException` there).
     #[error("{0}")]
     InvalidState(String),
 

@@ -4,9 +4,12 @@
 //! Contract shared by every implementation:
 //! - a write is durable once its future resolves `Ok` (acknowledged means committed);
 //! - a read started after a write resolved sees that write;
-//! - names are checked here (thing and group names `[a-zA-Z0-9:_-]{1,128}`, policy names
-//!   `[\w+=,.@-]{1,128}`, certificate ids 64 hex digits), everything else an API would check
-//!   (attribute character sets, AWS quotas) is the caller's;
+//! - names are checked here (thing, group, security profile, behavior, custom metric and
+//!   dimension names `[a-zA-Z0-9:_-]{1,128}`, policy names `[\w+=,.@-]{1,128}`, certificate ids
+//!   64 hex digits, mitigation action names and task ids `[a-zA-Z0-9_-]{1,128}`, violation ids
+//!   `[a-zA-Z0-9-]{1,128}`, alert topic names `[a-zA-Z0-9_-]{1,256}`), and JSON texts are
+//!   checked to be JSON; everything else an API would check (attribute character sets, enum
+//!   spellings kept as strings, the contents of JSON documents, AWS quotas) is the caller's;
 //! - times are given by the caller, in milliseconds since the Unix epoch.
 
 use std::collections::BTreeMap;
@@ -14,6 +17,13 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 use crate::day::UtcDay;
+use crate::defender::{
+    ActiveViolation, ActiveViolationFilter, AlertSubscription, AlertTopic, CustomMetric,
+    DetectMitigationTask, Dimension, MitigationAction, MitigationActionUpdate, MitigationExecution,
+    MitigationExecutionFilter, MitigationExecutionUpdate, MitigationTaskUpdate, NewDetectMitigationTask,
+    NewMitigationAction, NewSecurityProfile, SecurityProfile, SecurityProfileUpdate, SubscriptionProtocol,
+    TaskStart, VerificationState, ViolationChange, ViolationEvent, ViolationEventFilter,
+};
 use crate::error::Result;
 use crate::model::{
     AttributeUpdate, Certificate, CertificateStatus, Datapoint, DatapointQuery, IngestState, MetricDatum,
@@ -22,7 +32,8 @@ use crate::model::{
 };
 use crate::page::{Page, PageRequest};
 
-/// Registry, ingest state and metric datapoints.
+/// Registry, ingest state, metric datapoints, and Device Defender Detect's profiles,
+/// violations, mitigation and alert topics.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // ----- Things -----
@@ -194,4 +205,271 @@ pub trait Store: Send + Sync + 'static {
 
     /// Retention: drops every datapoint of the days before `day`. Returns the days dropped.
     async fn drop_datapoints_before(&self, day: UtcDay) -> Result<Vec<UtcDay>>;
+
+    // ----- Security profiles -----
+
+    /// Creates a profile at version 1. `AlreadyExists` if the name is taken; `Invalid` unless
+    /// the document is JSON (which is all the store checks of it).
+    async fn create_security_profile(
+        &self,
+        profile: NewSecurityProfile,
+        now_ms: i64,
+    ) -> Result<SecurityProfile>;
+
+    async fn describe_security_profile(&self, name: &str) -> Result<SecurityProfile>;
+
+    /// Replaces description and document and bumps the version. With `expected_version`, fails
+    /// with `VersionConflict` unless the profile is at that version.
+    async fn update_security_profile(
+        &self,
+        name: &str,
+        update: SecurityProfileUpdate,
+        expected_version: Option<u64>,
+        now_ms: i64,
+    ) -> Result<SecurityProfile>;
+
+    /// Deletes a profile and its target attachments. Its violations are not touched: the
+    /// server ends the active ones (`alarm-invalidated`) and the history stays.
+    async fn delete_security_profile(&self, name: &str, expected_version: Option<u64>) -> Result<()>;
+
+    /// Profiles ordered by name.
+    async fn list_security_profiles(&self, page: &PageRequest) -> Result<Page<SecurityProfile>>;
+
+    /// Attaches a profile to a target (a thing group ARN or one of the `all/...` ARNs; opaque
+    /// here); idempotent. AWS's limit of profiles per target is the caller's to enforce.
+    async fn attach_security_profile(&self, profile: &str, target: &str) -> Result<()>;
+
+    /// Detaches a profile; detaching a non-attached one is not an error.
+    async fn detach_security_profile(&self, profile: &str, target: &str) -> Result<()>;
+
+    /// Targets `profile` is attached to, ordered.
+    async fn list_targets_for_security_profile(
+        &self,
+        profile: &str,
+        page: &PageRequest,
+    ) -> Result<Page<String>>;
+
+    /// Names of the profiles attached to exactly `target`, ordered. Recursion over thing
+    /// groups is the server's (it knows which ARN names which group).
+    async fn list_security_profiles_for_target(
+        &self,
+        target: &str,
+        page: &PageRequest,
+    ) -> Result<Page<String>>;
+
+    /// Names of every profile attached to any of `targets`, each once, ordered: which profiles
+    /// monitor a thing, given its effective groups' ARNs and the `all/...` ARNs, in one read.
+    async fn security_profiles_for_targets(&self, targets: &[String]) -> Result<Vec<String>>;
+
+    // ----- Custom metrics -----
+
+    /// `AlreadyExists` if the name is taken.
+    async fn create_custom_metric(
+        &self,
+        name: &str,
+        metric_type: &str,
+        display_name: Option<&str>,
+        now_ms: i64,
+    ) -> Result<CustomMetric>;
+
+    async fn describe_custom_metric(&self, name: &str) -> Result<CustomMetric>;
+
+    /// Sets the display name (`None` or `""` removes it), the only thing AWS lets change.
+    async fn update_custom_metric(
+        &self,
+        name: &str,
+        display_name: Option<&str>,
+        now_ms: i64,
+    ) -> Result<CustomMetric>;
+
+    /// Deletes a custom metric. Profiles that use it are the server's to check: their
+    /// documents are opaque here.
+    async fn delete_custom_metric(&self, name: &str) -> Result<()>;
+
+    /// Custom metrics ordered by name.
+    async fn list_custom_metrics(&self, page: &PageRequest) -> Result<Page<CustomMetric>>;
+
+    // ----- Dimensions -----
+
+    /// `AlreadyExists` if the name is taken; `Invalid` without any value.
+    async fn create_dimension(
+        &self,
+        name: &str,
+        dimension_type: &str,
+        string_values: Vec<String>,
+        now_ms: i64,
+    ) -> Result<Dimension>;
+
+    async fn describe_dimension(&self, name: &str) -> Result<Dimension>;
+
+    /// Replaces the values, the only thing AWS lets change.
+    async fn update_dimension(
+        &self,
+        name: &str,
+        string_values: Vec<String>,
+        now_ms: i64,
+    ) -> Result<Dimension>;
+
+    /// Deletes a dimension. As with custom metrics, whether a profile uses it is the server's
+    /// to check.
+    async fn delete_dimension(&self, name: &str) -> Result<()>;
+
+    /// Dimensions ordered by name.
+    async fn list_dimensions(&self, page: &PageRequest) -> Result<Page<Dimension>>;
+
+    // ----- Violations -----
+
+    /// Applies what one evaluation changed, all or nothing, in order: appends the events to the
+    /// history and keeps the active set in step with them (see [`ViolationChange`]). Refused
+    /// with `Conflict` if an `in-alarm` event names a violation that is already active, or a
+    /// thing, profile and behavior that already have an active violation; with `NotFound` if an
+    /// update names no active violation. Thing, profile and behavior names need not exist:
+    /// violations outlive profiles and are raised for unregistered things too.
+    async fn record_violation_events(&self, changes: Vec<ViolationChange>) -> Result<()>;
+
+    async fn describe_active_violation(&self, violation_id: &str) -> Result<ActiveViolation>;
+
+    /// Active violations ordered by thing, profile and behavior.
+    async fn list_active_violations(
+        &self,
+        filter: &ActiveViolationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<ActiveViolation>>;
+
+    /// Events in the filter's time range, ordered by time (ties in recording order).
+    async fn list_violation_events(
+        &self,
+        filter: &ViolationEventFilter,
+        page: &PageRequest,
+    ) -> Result<Page<ViolationEvent>>;
+
+    /// Sets the verification state of a violation, on its active entry and all its events
+    /// (later events inherit it). `NotFound` if the id names neither.
+    async fn put_verification_state(
+        &self,
+        violation_id: &str,
+        state: VerificationState,
+        description: Option<&str>,
+    ) -> Result<()>;
+
+    /// Retention: deletes the events that happened before `before_ms`; returns how many. The
+    /// active set is not touched.
+    async fn drop_violation_events_before(&self, before_ms: i64) -> Result<u64>;
+
+    // ----- Mitigation actions -----
+
+    /// Creates an action with a new random id. `AlreadyExists` if the name is taken; `Invalid`
+    /// unless the parameters are JSON.
+    async fn create_mitigation_action(
+        &self,
+        action: NewMitigationAction,
+        now_ms: i64,
+    ) -> Result<MitigationAction>;
+
+    async fn describe_mitigation_action(&self, name: &str) -> Result<MitigationAction>;
+
+    async fn update_mitigation_action(
+        &self,
+        name: &str,
+        update: MitigationActionUpdate,
+        now_ms: i64,
+    ) -> Result<MitigationAction>;
+
+    /// Deletes an action. Tasks that named it keep its name.
+    async fn delete_mitigation_action(&self, name: &str) -> Result<()>;
+
+    /// Actions ordered by name, optionally of one type only.
+    async fn list_mitigation_actions(
+        &self,
+        action_type: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<MitigationAction>>;
+
+    // ----- Detect mitigation tasks -----
+
+    /// Records a new task, `IN_PROGRESS`, started at `now_ms`. A task id that exists is
+    /// `AlreadyExists` (AWS `TaskAlreadyExistsException`), unless the call repeats the one that
+    /// created it (same token and parameters): then the existing task is returned with
+    /// `created: false`. A token that another task used is `Invalid`.
+    async fn start_detect_mitigation_task(
+        &self,
+        task: NewDetectMitigationTask,
+        now_ms: i64,
+    ) -> Result<TaskStart>;
+
+    async fn describe_detect_mitigation_task(&self, task_id: &str) -> Result<DetectMitigationTask>;
+
+    /// Sets status, end time and statistics. A task that has ended keeps its status
+    /// (`InvalidState` on a change, e.g. cancelling a finished task), but its statistics may
+    /// still be brought up to date.
+    async fn update_detect_mitigation_task(
+        &self,
+        task_id: &str,
+        update: MitigationTaskUpdate,
+    ) -> Result<DetectMitigationTask>;
+
+    /// Tasks started in `[start_ms, end_ms)`, ordered by start time, then id.
+    async fn list_detect_mitigation_tasks(
+        &self,
+        start_ms: i64,
+        end_ms: i64,
+        page: &PageRequest,
+    ) -> Result<Page<DetectMitigationTask>>;
+
+    /// Records an execution of a task. `NotFound` without the task; `AlreadyExists` if the
+    /// task already has one for this violation and action.
+    async fn append_mitigation_execution(&self, execution: MitigationExecution) -> Result<()>;
+
+    async fn update_mitigation_execution(
+        &self,
+        task_id: &str,
+        violation_id: &str,
+        action_name: &str,
+        update: MitigationExecutionUpdate,
+    ) -> Result<MitigationExecution>;
+
+    /// Executions ordered by start time (ties in recording order).
+    async fn list_mitigation_executions(
+        &self,
+        filter: &MitigationExecutionFilter,
+        page: &PageRequest,
+    ) -> Result<Page<MitigationExecution>>;
+
+    // ----- Alert topics -----
+
+    /// `AlreadyExists` if the name is taken.
+    async fn create_alert_topic(&self, name: &str, now_ms: i64) -> Result<AlertTopic>;
+
+    async fn describe_alert_topic(&self, name: &str) -> Result<AlertTopic>;
+
+    /// Deletes a topic with its subscriptions.
+    async fn delete_alert_topic(&self, name: &str) -> Result<()>;
+
+    /// Topics ordered by name.
+    async fn list_alert_topics(&self, page: &PageRequest) -> Result<Page<AlertTopic>>;
+
+    /// Subscribes an endpoint to a topic with a new random id. Subscribing the same protocol
+    /// and endpoint again returns the existing subscription, as SNS does.
+    async fn subscribe(
+        &self,
+        topic: &str,
+        protocol: SubscriptionProtocol,
+        endpoint: &str,
+        now_ms: i64,
+    ) -> Result<AlertSubscription>;
+
+    /// `NotFound` if there is no such subscription.
+    async fn unsubscribe(&self, subscription_id: &str) -> Result<()>;
+
+    /// The subscriptions of a topic in the order they were made.
+    async fn list_subscriptions(&self, topic: &str, page: &PageRequest) -> Result<Page<AlertSubscription>>;
+
+    /// Counts one delivery attempt: delivered or failed with `error`, at `now_ms`.
+    async fn record_delivery(
+        &self,
+        subscription_id: &str,
+        ok: bool,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> Result<()>;
 }

@@ -8,7 +8,8 @@
 //! Registry rows are keyed by an internal integer `id` that relations use; the public name and
 //! the random public id (AWS `thingId`, `thingGroupId`) are unique columns. Every table is
 //! `STRICT` so a type confusion is an error rather than silently stored. Metric datapoints are
-//! not here: they live in per-day tables created on demand (see `telemetry`).
+//! not here: they live in per-day tables created on demand (see `telemetry`). Migration 3 adds
+//! Detect: profiles, custom metrics, dimensions, violations, mitigation and alert topics.
 
 use rusqlite::Connection;
 
@@ -124,6 +125,166 @@ CREATE TABLE metric_series (
     metric    TEXT NOT NULL,
     dimension TEXT NOT NULL,
     UNIQUE (thing, metric, dimension)
+) STRICT;
+"#,
+    },
+    Migration {
+        name: "detect",
+        sql: r#"
+-- The profile body (behaviors, alert targets, metrics to retain, export config, Warden's
+-- automatic mitigation) is JSON text that nothing in SQL reads: the detection engine compiles it.
+CREATE TABLE security_profiles (
+    id               INTEGER PRIMARY KEY,
+    name             TEXT NOT NULL UNIQUE,
+    description      TEXT,
+    document         TEXT NOT NULL,
+    version          INTEGER NOT NULL,
+    created_at_ms    INTEGER NOT NULL,
+    last_modified_ms INTEGER NOT NULL
+) STRICT;
+
+-- Targets are opaque strings (thing group or all/... ARNs built by the server). Attachments go
+-- with their profile.
+CREATE TABLE security_profile_targets (
+    profile INTEGER NOT NULL REFERENCES security_profiles(id) ON DELETE CASCADE,
+    target  TEXT NOT NULL,
+    PRIMARY KEY (profile, target)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX security_profile_targets_by_target ON security_profile_targets(target, profile);
+
+CREATE TABLE custom_metrics (
+    name             TEXT PRIMARY KEY,
+    metric_type      TEXT NOT NULL,
+    display_name     TEXT,
+    created_at_ms    INTEGER NOT NULL,
+    last_modified_ms INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+-- string_values is a JSON array of topic filters: nothing filters on them.
+CREATE TABLE dimensions (
+    name             TEXT PRIMARY KEY,
+    dimension_type   TEXT NOT NULL,
+    string_values    TEXT NOT NULL,
+    created_at_ms    INTEGER NOT NULL,
+    last_modified_ms INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+-- Violations name their thing, profile and behavior by name, not by registry id: the history
+-- outlives profiles and things, and unregistered things have violations too. behavior_json and
+-- the metric values are JSON text kept as the engine gave them. The verification state is
+-- repeated on the active row and on every event of the violation so that both lists filter on
+-- a plain column; put_verification_state updates them together.
+CREATE TABLE active_violations (
+    violation_id             TEXT PRIMARY KEY,
+    thing                    TEXT NOT NULL,
+    security_profile         TEXT NOT NULL,
+    behavior                 TEXT NOT NULL,
+    behavior_json            TEXT NOT NULL,
+    last_violation_value     TEXT NOT NULL,
+    violation_start_ms       INTEGER NOT NULL,
+    last_violation_ms        INTEGER NOT NULL,
+    suppress_alerts          INTEGER NOT NULL CHECK (suppress_alerts IN (0, 1)),
+    verification_state       TEXT NOT NULL
+        CHECK (verification_state IN ('UNKNOWN', 'FALSE_POSITIVE', 'BENIGN_POSITIVE', 'TRUE_POSITIVE')),
+    verification_description TEXT,
+    UNIQUE (thing, security_profile, behavior)
+) STRICT;
+CREATE INDEX active_violations_by_profile ON active_violations(security_profile, behavior);
+
+-- id is the recording order, which breaks ties between events of the same time.
+CREATE TABLE violation_events (
+    id                       INTEGER PRIMARY KEY,
+    violation_id             TEXT NOT NULL,
+    event_type               TEXT NOT NULL
+        CHECK (event_type IN ('in-alarm', 'alarm-cleared', 'alarm-invalidated')),
+    thing                    TEXT NOT NULL,
+    security_profile         TEXT NOT NULL,
+    behavior                 TEXT NOT NULL,
+    behavior_json            TEXT NOT NULL,
+    metric_value             TEXT NOT NULL,
+    event_time_ms            INTEGER NOT NULL,
+    suppress_alerts          INTEGER NOT NULL CHECK (suppress_alerts IN (0, 1)),
+    verification_state       TEXT NOT NULL
+        CHECK (verification_state IN ('UNKNOWN', 'FALSE_POSITIVE', 'BENIGN_POSITIVE', 'TRUE_POSITIVE')),
+    verification_description TEXT
+) STRICT;
+CREATE INDEX violation_events_by_time ON violation_events(event_time_ms, id);
+CREATE INDEX violation_events_by_violation ON violation_events(violation_id);
+CREATE INDEX violation_events_by_thing ON violation_events(thing, event_time_ms, id);
+CREATE INDEX violation_events_by_profile ON violation_events(security_profile, event_time_ms, id);
+
+-- params is AWS actionParams as JSON text.
+CREATE TABLE mitigation_actions (
+    id               INTEGER PRIMARY KEY,
+    name             TEXT NOT NULL UNIQUE,
+    action_id        TEXT NOT NULL UNIQUE,
+    action_type      TEXT NOT NULL,
+    params           TEXT NOT NULL,
+    role_arn         TEXT NOT NULL,
+    created_at_ms    INTEGER NOT NULL,
+    last_modified_ms INTEGER NOT NULL
+) STRICT;
+CREATE INDEX mitigation_actions_by_type ON mitigation_actions(action_type, name);
+
+-- target is AWS DetectMitigationActionsTaskTarget as JSON text, actions a JSON array of action
+-- names. Tasks are never deleted (AWS has no API for it), so executions need no cascade.
+CREATE TABLE detect_mitigation_tasks (
+    id                             INTEGER PRIMARY KEY,
+    task_id                        TEXT NOT NULL UNIQUE,
+    client_request_token           TEXT NOT NULL UNIQUE,
+    target                         TEXT NOT NULL,
+    actions                        TEXT NOT NULL,
+    violation_start_ms             INTEGER,
+    violation_end_ms               INTEGER,
+    include_only_active_violations INTEGER NOT NULL CHECK (include_only_active_violations IN (0, 1)),
+    include_suppressed_alerts      INTEGER NOT NULL CHECK (include_suppressed_alerts IN (0, 1)),
+    status                         TEXT NOT NULL
+        CHECK (status IN ('IN_PROGRESS', 'SUCCESSFUL', 'FAILED', 'CANCELED')),
+    started_at_ms                  INTEGER NOT NULL,
+    ended_at_ms                    INTEGER,
+    actions_executed               INTEGER NOT NULL,
+    actions_skipped                INTEGER NOT NULL,
+    actions_failed                 INTEGER NOT NULL
+) STRICT;
+CREATE INDEX detect_mitigation_tasks_by_start ON detect_mitigation_tasks(started_at_ms, task_id);
+
+CREATE TABLE mitigation_executions (
+    id            INTEGER PRIMARY KEY,
+    task          INTEGER NOT NULL REFERENCES detect_mitigation_tasks(id),
+    violation_id  TEXT NOT NULL,
+    action_name   TEXT NOT NULL,
+    thing         TEXT NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN ('IN_PROGRESS', 'SUCCESSFUL', 'FAILED', 'SKIPPED')),
+    error_code    TEXT,
+    message       TEXT,
+    started_at_ms INTEGER NOT NULL,
+    ended_at_ms   INTEGER,
+    UNIQUE (task, violation_id, action_name)
+) STRICT;
+CREATE INDEX mitigation_executions_by_start ON mitigation_executions(started_at_ms, id);
+CREATE INDEX mitigation_executions_by_violation ON mitigation_executions(violation_id);
+CREATE INDEX mitigation_executions_by_thing ON mitigation_executions(thing, started_at_ms, id);
+
+-- Warden's stand-in for SNS. Subscriptions go with their topic; the delivery counters live on
+-- the subscription row, one small update per alert.
+CREATE TABLE alert_topics (
+    id            INTEGER PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,
+    created_at_ms INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE alert_subscriptions (
+    id              INTEGER PRIMARY KEY,
+    subscription_id TEXT NOT NULL UNIQUE,
+    topic           INTEGER NOT NULL REFERENCES alert_topics(id) ON DELETE CASCADE,
+    protocol        TEXT NOT NULL CHECK (protocol IN ('http', 'https', 'mqtt')),
+    endpoint        TEXT NOT NULL,
+    created_at_ms   INTEGER NOT NULL,
+    delivered       INTEGER NOT NULL,
+    failed          INTEGER NOT NULL,
+    last_error      TEXT,
+    last_attempt_ms INTEGER,
+    UNIQUE (topic, protocol, endpoint)
 ) STRICT;
 "#,
     },

@@ -6,9 +6,14 @@
 //! never waits for the writer. `synchronous = FULL`: an acknowledged write survives a power
 //! loss, and batching hides the fsync (notes/rust-stack.md §4.1 measured no loss of rate).
 
+mod alerts;
 mod migrations;
+mod mitigation;
+mod profiles;
 mod registry;
+mod sql;
 mod telemetry;
+mod violations;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -25,6 +30,14 @@ pub use self::migrations::{MIGRATIONS, Migration};
 use self::telemetry::EncodedDatapoint;
 use self::writer::{Job, MAX_BATCH, TypedJob};
 use crate::day::{END_OF_TIME_MS, UtcDay};
+use crate::defender::{
+    ActiveViolation, ActiveViolationFilter, AlertSubscription, AlertTopic, CustomMetric,
+    DetectMitigationTask, Dimension, MitigationAction, MitigationActionUpdate, MitigationExecution,
+    MitigationExecutionFilter, MitigationExecutionUpdate, MitigationTaskUpdate, NewDetectMitigationTask,
+    NewMitigationAction, NewSecurityProfile, NewViolationEvent, SecurityProfile, SecurityProfileUpdate,
+    SubscriptionProtocol, TaskStart, VerificationState, ViolationChange, ViolationEvent,
+    ViolationEventFilter,
+};
 use crate::error::{Result, StoreError};
 use crate::model::{
     AttributeUpdate, Certificate, CertificateStatus, Datapoint, DatapointQuery, IngestState, MetricDatum,
@@ -46,9 +59,10 @@ const MAX_IDLE_READERS: usize = 4;
 /// file, or a checkpoint) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Statements each connection keeps prepared; the registry has a few dozen, plus one insert
-/// and one query per recently used day table.
-const STATEMENT_CACHE: usize = 128;
+/// Statements each connection keeps prepared: the registry and Detect have about a hundred, the
+/// filtered lists one per combination of filters in use, plus one insert and one query per
+/// recently used day table. A statement that falls out is prepared again when next used.
+const STATEMENT_CACHE: usize = 256;
 
 /// A store in one SQLite file.
 ///
@@ -148,7 +162,8 @@ fn writer_gone() -> StoreError {
     StoreError::Database("the store's writer thread has stopped".into())
 }
 
-/// A random (version 4) UUID for the public ids of things and groups.
+/// A random (version 4) UUID for the public ids of things, groups, mitigation actions and alert
+/// subscriptions.
 fn new_id() -> Result<String> {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).map_err(|e| StoreError::Database(format!("no randomness for a new id: {e}")))?;
@@ -532,8 +547,518 @@ impl Store for SqliteStore {
     async fn drop_datapoints_before(&self, day: UtcDay) -> Result<Vec<UtcDay>> {
         self.write(move |c| telemetry::drop_datapoints_before(c, day)).await
     }
+
+    async fn create_security_profile(
+        &self,
+        mut profile: NewSecurityProfile,
+        now_ms: i64,
+    ) -> Result<SecurityProfile> {
+        names::check_detect_name("security profile", &profile.name)?;
+        check_profile_document(&profile.document)?;
+        profile.description = non_empty(profile.description.as_deref());
+        self.write(move |c| profiles::create_security_profile(c, &profile, now_ms)).await
+    }
+
+    async fn describe_security_profile(&self, name: &str) -> Result<SecurityProfile> {
+        names::check_detect_name("security profile", name)?;
+        let name = name.to_owned();
+        self.read(move |tx| profiles::describe_security_profile(tx, &name)).await
+    }
+
+    async fn update_security_profile(
+        &self,
+        name: &str,
+        mut update: SecurityProfileUpdate,
+        expected_version: Option<u64>,
+        now_ms: i64,
+    ) -> Result<SecurityProfile> {
+        names::check_detect_name("security profile", name)?;
+        check_profile_document(&update.document)?;
+        check_expected_version(expected_version)?;
+        update.description = non_empty(update.description.as_deref());
+        let name = name.to_owned();
+        self.write(move |c| profiles::update_security_profile(c, &name, &update, expected_version, now_ms))
+            .await
+    }
+
+    async fn delete_security_profile(&self, name: &str, expected_version: Option<u64>) -> Result<()> {
+        names::check_detect_name("security profile", name)?;
+        check_expected_version(expected_version)?;
+        let name = name.to_owned();
+        self.write(move |c| profiles::delete_security_profile(c, &name, expected_version)).await
+    }
+
+    async fn list_security_profiles(&self, page: &PageRequest) -> Result<Page<SecurityProfile>> {
+        let (limit, cursor) = (page.limit()?, page.cursor()?);
+        self.read(move |tx| profiles::list_security_profiles(tx, cursor, limit)).await
+    }
+
+    async fn attach_security_profile(&self, profile: &str, target: &str) -> Result<()> {
+        names::check_detect_name("security profile", profile)?;
+        names::check_not_empty("a security profile target", target)?;
+        let (profile, target) = (profile.to_owned(), target.to_owned());
+        self.write(move |c| profiles::attach_security_profile(c, &profile, &target)).await
+    }
+
+    async fn detach_security_profile(&self, profile: &str, target: &str) -> Result<()> {
+        names::check_detect_name("security profile", profile)?;
+        names::check_not_empty("a security profile target", target)?;
+        let (profile, target) = (profile.to_owned(), target.to_owned());
+        self.write(move |c| profiles::detach_security_profile(c, &profile, &target)).await
+    }
+
+    async fn list_targets_for_security_profile(
+        &self,
+        profile: &str,
+        page: &PageRequest,
+    ) -> Result<Page<String>> {
+        names::check_detect_name("security profile", profile)?;
+        let (limit, cursor, profile) = (page.limit()?, page.cursor()?, profile.to_owned());
+        self.read(move |tx| profiles::list_targets_for_security_profile(tx, &profile, cursor, limit)).await
+    }
+
+    async fn list_security_profiles_for_target(
+        &self,
+        target: &str,
+        page: &PageRequest,
+    ) -> Result<Page<String>> {
+        names::check_not_empty("a security profile target", target)?;
+        let (limit, cursor, target) = (page.limit()?, page.cursor()?, target.to_owned());
+        self.read(move |tx| profiles::list_security_profiles_for_target(tx, &target, cursor, limit)).await
+    }
+
+    async fn security_profiles_for_targets(&self, targets: &[String]) -> Result<Vec<String>> {
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let targets = targets.to_vec();
+        self.read(move |tx| profiles::security_profiles_for_targets(tx, &targets)).await
+    }
+
+    async fn create_custom_metric(
+        &self,
+        name: &str,
+        metric_type: &str,
+        display_name: Option<&str>,
+        now_ms: i64,
+    ) -> Result<CustomMetric> {
+        names::check_detect_name("custom metric", name)?;
+        names::check_not_empty("a custom metric type", metric_type)?;
+        let (name, metric_type, display_name) =
+            (name.to_owned(), metric_type.to_owned(), non_empty(display_name));
+        self.write(move |c| {
+            profiles::create_custom_metric(c, &name, &metric_type, display_name.as_deref(), now_ms)
+        })
+        .await
+    }
+
+    async fn describe_custom_metric(&self, name: &str) -> Result<CustomMetric> {
+        names::check_detect_name("custom metric", name)?;
+        let name = name.to_owned();
+        self.read(move |tx| profiles::describe_custom_metric(tx, &name)).await
+    }
+
+    async fn update_custom_metric(
+        &self,
+        name: &str,
+        display_name: Option<&str>,
+        now_ms: i64,
+    ) -> Result<CustomMetric> {
+        names::check_detect_name("custom metric", name)?;
+        let (name, display_name) = (name.to_owned(), non_empty(display_name));
+        self.write(move |c| profiles::update_custom_metric(c, &name, display_name.as_deref(), now_ms)).await
+    }
+
+    async fn delete_custom_metric(&self, name: &str) -> Result<()> {
+        names::check_detect_name("custom metric", name)?;
+        let name = name.to_owned();
+        self.write(move |c| profiles::delete_custom_metric(c, &name)).await
+    }
+
+    async fn list_custom_metrics(&self, page: &PageRequest) -> Result<Page<CustomMetric>> {
+        let (limit, cursor) = (page.limit()?, page.cursor()?);
+        self.read(move |tx| profiles::list_custom_metrics(tx, cursor, limit)).await
+    }
+
+    async fn create_dimension(
+        &self,
+        name: &str,
+        dimension_type: &str,
+        string_values: Vec<String>,
+        now_ms: i64,
+    ) -> Result<Dimension> {
+        names::check_detect_name("dimension", name)?;
+        names::check_not_empty("a dimension type", dimension_type)?;
+        check_dimension_values(&string_values)?;
+        let (name, dimension_type) = (name.to_owned(), dimension_type.to_owned());
+        self.write(move |c| profiles::create_dimension(c, &name, &dimension_type, &string_values, now_ms))
+            .await
+    }
+
+    async fn describe_dimension(&self, name: &str) -> Result<Dimension> {
+        names::check_detect_name("dimension", name)?;
+        let name = name.to_owned();
+        self.read(move |tx| profiles::describe_dimension(tx, &name)).await
+    }
+
+    async fn update_dimension(
+        &self,
+        name: &str,
+        string_values: Vec<String>,
+        now_ms: i64,
+    ) -> Result<Dimension> {
+        names::check_detect_name("dimension", name)?;
+        check_dimension_values(&string_values)?;
+        let name = name.to_owned();
+        self.write(move |c| profiles::update_dimension(c, &name, &string_values, now_ms)).await
+    }
+
+    async fn delete_dimension(&self, name: &str) -> Result<()> {
+        names::check_detect_name("dimension", name)?;
+        let name = name.to_owned();
+        self.write(move |c| profiles::delete_dimension(c, &name)).await
+    }
+
+    async fn list_dimensions(&self, page: &PageRequest) -> Result<Page<Dimension>> {
+        let (limit, cursor) = (page.limit()?, page.cursor()?);
+        self.read(move |tx| profiles::list_dimensions(tx, cursor, limit)).await
+    }
+
+    async fn record_violation_events(&self, changes: Vec<ViolationChange>) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        changes.iter().try_for_each(check_violation_change)?;
+        // One job, so one savepoint: the whole evaluation is recorded or none of it.
+        self.write(move |c| violations::record(c, &changes)).await
+    }
+
+    async fn describe_active_violation(&self, violation_id: &str) -> Result<ActiveViolation> {
+        names::check_violation_id(violation_id)?;
+        let id = violation_id.to_owned();
+        self.read(move |tx| violations::describe_active(tx, &id)).await
+    }
+
+    async fn list_active_violations(
+        &self,
+        filter: &ActiveViolationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<ActiveViolation>> {
+        if let Some(thing) = &filter.thing {
+            names::check_thing_name(thing)?;
+        }
+        check_behavior_filter(&filter.security_profile, &filter.behavior)?;
+        let (limit, cursor, filter) = (page.limit()?, page.cursor()?, filter.clone());
+        self.read(move |tx| violations::list_active(tx, &filter, cursor, limit)).await
+    }
+
+    async fn list_violation_events(
+        &self,
+        filter: &ViolationEventFilter,
+        page: &PageRequest,
+    ) -> Result<Page<ViolationEvent>> {
+        check_time_range(filter.start_ms, filter.end_ms)?;
+        if let Some(thing) = &filter.thing {
+            names::check_thing_name(thing)?;
+        }
+        if let Some(id) = &filter.violation_id {
+            names::check_violation_id(id)?;
+        }
+        check_behavior_filter(&filter.security_profile, &filter.behavior)?;
+        let (limit, cursor, filter) = (page.limit()?, page.cursor()?, filter.clone());
+        self.read(move |tx| violations::list_events(tx, &filter, cursor, limit)).await
+    }
+
+    async fn put_verification_state(
+        &self,
+        violation_id: &str,
+        state: VerificationState,
+        description: Option<&str>,
+    ) -> Result<()> {
+        names::check_violation_id(violation_id)?;
+        let (id, description) = (violation_id.to_owned(), non_empty(description));
+        self.write(move |c| violations::put_verification_state(c, &id, state, description.as_deref())).await
+    }
+
+    async fn drop_violation_events_before(&self, before_ms: i64) -> Result<u64> {
+        self.write(move |c| violations::drop_events_before(c, before_ms)).await
+    }
+
+    async fn create_mitigation_action(
+        &self,
+        action: NewMitigationAction,
+        now_ms: i64,
+    ) -> Result<MitigationAction> {
+        names::check_action_name("mitigation action name", &action.name)?;
+        names::check_not_empty("a mitigation action type", &action.action_type)?;
+        names::check_json("mitigation action parameters", &action.params)?;
+        names::check_not_empty("a role ARN", &action.role_arn)?;
+        let id = new_id()?;
+        self.write(move |c| mitigation::create_action(c, &action, &id, now_ms)).await
+    }
+
+    async fn describe_mitigation_action(&self, name: &str) -> Result<MitigationAction> {
+        names::check_action_name("mitigation action name", name)?;
+        let name = name.to_owned();
+        self.read(move |tx| mitigation::describe_action(tx, &name)).await
+    }
+
+    async fn update_mitigation_action(
+        &self,
+        name: &str,
+        update: MitigationActionUpdate,
+        now_ms: i64,
+    ) -> Result<MitigationAction> {
+        names::check_action_name("mitigation action name", name)?;
+        if let Some(action_type) = &update.action_type {
+            names::check_not_empty("a mitigation action type", action_type)?;
+        }
+        if let Some(params) = &update.params {
+            names::check_json("mitigation action parameters", params)?;
+        }
+        if let Some(role_arn) = &update.role_arn {
+            names::check_not_empty("a role ARN", role_arn)?;
+        }
+        let name = name.to_owned();
+        self.write(move |c| mitigation::update_action(c, &name, &update, now_ms)).await
+    }
+
+    async fn delete_mitigation_action(&self, name: &str) -> Result<()> {
+        names::check_action_name("mitigation action name", name)?;
+        let name = name.to_owned();
+        self.write(move |c| mitigation::delete_action(c, &name)).await
+    }
+
+    async fn list_mitigation_actions(
+        &self,
+        action_type: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<MitigationAction>> {
+        let (limit, cursor, action_type) = (page.limit()?, page.cursor()?, action_type.map(str::to_owned));
+        self.read(move |tx| mitigation::list_actions(tx, action_type.as_deref(), cursor, limit)).await
+    }
+
+    async fn start_detect_mitigation_task(
+        &self,
+        task: NewDetectMitigationTask,
+        now_ms: i64,
+    ) -> Result<TaskStart> {
+        check_task(&task)?;
+        let actions = serde_json::to_string(&task.actions)
+            .map_err(|e| StoreError::Database(format!("cannot encode the task's actions: {e}")))?;
+        self.write(move |c| mitigation::start_task(c, &task, &actions, now_ms)).await
+    }
+
+    async fn describe_detect_mitigation_task(&self, task_id: &str) -> Result<DetectMitigationTask> {
+        names::check_action_name("task id", task_id)?;
+        let task_id = task_id.to_owned();
+        self.read(move |tx| mitigation::describe_task(tx, &task_id)).await
+    }
+
+    async fn update_detect_mitigation_task(
+        &self,
+        task_id: &str,
+        update: MitigationTaskUpdate,
+    ) -> Result<DetectMitigationTask> {
+        names::check_action_name("task id", task_id)?;
+        let task_id = task_id.to_owned();
+        self.write(move |c| mitigation::update_task(c, &task_id, &update)).await
+    }
+
+    async fn list_detect_mitigation_tasks(
+        &self,
+        start_ms: i64,
+        end_ms: i64,
+        page: &PageRequest,
+    ) -> Result<Page<DetectMitigationTask>> {
+        check_time_range(start_ms, end_ms)?;
+        let (limit, cursor) = (page.limit()?, page.cursor()?);
+        self.read(move |tx| mitigation::list_tasks(tx, start_ms, end_ms, cursor, limit)).await
+    }
+
+    async fn append_mitigation_execution(&self, execution: MitigationExecution) -> Result<()> {
+        check_execution_key(&execution.task_id, &execution.violation_id, &execution.action_name)?;
+        names::check_thing_name(&execution.thing)?;
+        self.write(move |c| mitigation::append_execution(c, &execution)).await
+    }
+
+    async fn update_mitigation_execution(
+        &self,
+        task_id: &str,
+        violation_id: &str,
+        action_name: &str,
+        update: MitigationExecutionUpdate,
+    ) -> Result<MitigationExecution> {
+        check_execution_key(task_id, violation_id, action_name)?;
+        let key = (task_id.to_owned(), violation_id.to_owned(), action_name.to_owned());
+        self.write(move |c| mitigation::update_execution(c, &key.0, &key.1, &key.2, &update)).await
+    }
+
+    async fn list_mitigation_executions(
+        &self,
+        filter: &MitigationExecutionFilter,
+        page: &PageRequest,
+    ) -> Result<Page<MitigationExecution>> {
+        if let Some(task_id) = &filter.task_id {
+            names::check_action_name("task id", task_id)?;
+        }
+        if let Some(id) = &filter.violation_id {
+            names::check_violation_id(id)?;
+        }
+        if let Some(thing) = &filter.thing {
+            names::check_thing_name(thing)?;
+        }
+        if let (Some(start), Some(end)) = (filter.start_ms, filter.end_ms) {
+            check_time_range(start, end)?;
+        }
+        let (limit, cursor, filter) = (page.limit()?, page.cursor()?, filter.clone());
+        self.read(move |tx| mitigation::list_executions(tx, &filter, cursor, limit)).await
+    }
+
+    async fn create_alert_topic(&self, name: &str, now_ms: i64) -> Result<AlertTopic> {
+        names::check_topic_name(name)?;
+        let name = name.to_owned();
+        self.write(move |c| alerts::create_topic(c, &name, now_ms)).await
+    }
+
+    async fn describe_alert_topic(&self, name: &str) -> Result<AlertTopic> {
+        names::check_topic_name(name)?;
+        let name = name.to_owned();
+        self.read(move |tx| alerts::describe_topic(tx, &name)).await
+    }
+
+    async fn delete_alert_topic(&self, name: &str) -> Result<()> {
+        names::check_topic_name(name)?;
+        let name = name.to_owned();
+        self.write(move |c| alerts::delete_topic(c, &name)).await
+    }
+
+    async fn list_alert_topics(&self, page: &PageRequest) -> Result<Page<AlertTopic>> {
+        let (limit, cursor) = (page.limit()?, page.cursor()?);
+        self.read(move |tx| alerts::list_topics(tx, cursor, limit)).await
+    }
+
+    async fn subscribe(
+        &self,
+        topic: &str,
+        protocol: SubscriptionProtocol,
+        endpoint: &str,
+        now_ms: i64,
+    ) -> Result<AlertSubscription> {
+        names::check_topic_name(topic)?;
+        names::check_not_empty("a subscription endpoint", endpoint)?;
+        let (topic, endpoint, id) = (topic.to_owned(), endpoint.to_owned(), new_id()?);
+        self.write(move |c| alerts::subscribe(c, &topic, protocol, &endpoint, &id, now_ms)).await
+    }
+
+    async fn unsubscribe(&self, subscription_id: &str) -> Result<()> {
+        names::check_not_empty("a subscription id", subscription_id)?;
+        let id = subscription_id.to_owned();
+        self.write(move |c| alerts::unsubscribe(c, &id)).await
+    }
+
+    async fn list_subscriptions(&self, topic: &str, page: &PageRequest) -> Result<Page<AlertSubscription>> {
+        names::check_topic_name(topic)?;
+        let (limit, cursor, topic) = (page.limit()?, page.cursor()?, topic.to_owned());
+        self.read(move |tx| alerts::list_subscriptions(tx, &topic, cursor, limit)).await
+    }
+
+    async fn record_delivery(
+        &self,
+        subscription_id: &str,
+        ok: bool,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> Result<()> {
+        names::check_not_empty("a subscription id", subscription_id)?;
+        // A failure always leaves an error behind, so `last_error` tells a failing subscription.
+        let error = (!ok).then(|| non_empty(error).unwrap_or_else(|| "delivery failed".to_owned()));
+        let id = subscription_id.to_owned();
+        self.write(move |c| alerts::record_delivery(c, &id, ok, error.as_deref(), now_ms)).await
+    }
 }
 
 fn check_target(target: &str) -> Result<()> {
     if target.is_empty() { Err(StoreError::invalid("a policy target must not be empty")) } else { Ok(()) }
+}
+
+/// `Some("")` means "no description" or "no display name", as `None` does.
+fn non_empty(text: Option<&str>) -> Option<String> {
+    text.filter(|t| !t.is_empty()).map(str::to_owned)
+}
+
+fn check_time_range(start_ms: i64, end_ms: i64) -> Result<()> {
+    if start_ms > end_ms {
+        return Err(StoreError::invalid(format!(
+            "the time range starts ({start_ms} ms) after it ends ({end_ms} ms)"
+        )));
+    }
+    Ok(())
+}
+
+fn check_profile_document(document: &str) -> Result<()> {
+    names::check_json("security profile document", document)
+}
+
+fn check_dimension_values(values: &[String]) -> Result<()> {
+    if values.is_empty() {
+        return Err(StoreError::invalid("a dimension needs at least one value"));
+    }
+    Ok(())
+}
+
+/// A behavior filter names a behavior of one profile: behavior names are unique only there.
+fn check_behavior_filter(profile: &Option<String>, behavior: &Option<String>) -> Result<()> {
+    if let Some(profile) = profile {
+        names::check_detect_name("security profile", profile)?;
+    }
+    if let Some(behavior) = behavior {
+        if profile.is_none() {
+            return Err(StoreError::invalid("a behavior filter needs a security profile filter"));
+        }
+        names::check_detect_name("behavior", behavior)?;
+    }
+    Ok(())
+}
+
+fn check_violation_event(event: &NewViolationEvent) -> Result<()> {
+    names::check_violation_id(&event.violation_id)?;
+    names::check_thing_name(&event.thing)?;
+    names::check_detect_name("security profile", &event.security_profile)?;
+    names::check_detect_name("behavior", &event.behavior)?;
+    names::check_json("behavior", &event.behavior_json)?;
+    names::check_json("metric value", &event.metric_value)
+}
+
+fn check_violation_change(change: &ViolationChange) -> Result<()> {
+    match change {
+        ViolationChange::Event(event) => check_violation_event(event),
+        ViolationChange::Update(update) => {
+            names::check_violation_id(&update.violation_id)?;
+            names::check_json("behavior", &update.behavior_json)?;
+            names::check_json("metric value", &update.last_violation_value)
+        }
+    }
+}
+
+fn check_task(task: &NewDetectMitigationTask) -> Result<()> {
+    names::check_action_name("task id", &task.task_id)?;
+    names::check_client_request_token(&task.client_request_token)?;
+    names::check_json("task target", &task.target)?;
+    if task.actions.is_empty() {
+        return Err(StoreError::invalid("a mitigation task needs at least one action"));
+    }
+    for action in &task.actions {
+        names::check_action_name("mitigation action name", action)?;
+    }
+    if let (Some(start), Some(end)) = (task.violation_start_ms, task.violation_end_ms) {
+        check_time_range(start, end)?;
+    }
+    Ok(())
+}
+
+fn check_execution_key(task_id: &str, violation_id: &str, action_name: &str) -> Result<()> {
+    names::check_action_name("task id", task_id)?;
+    names::check_violation_id(violation_id)?;
+    names::check_action_name("mitigation action name", action_name)
 }

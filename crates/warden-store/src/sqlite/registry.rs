@@ -15,26 +15,10 @@ use crate::model::{
 };
 use crate::page::Page;
 
+use super::sql::{check_version, exists, string_page};
+
 // ---------------------------------------------------------------------------------------------
-// Shared helpers
-
-/// Turns a key lookup into "does it exist?", keeping database errors as errors.
-fn exists<T>(lookup: Result<T>) -> Result<bool> {
-    match lookup {
-        Ok(_) => Ok(true),
-        Err(StoreError::NotFound { .. }) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-fn check_version(kind: ResourceKind, name: &str, expected: Option<u64>, actual: u64) -> Result<()> {
-    match expected {
-        Some(expected) if expected != actual => {
-            Err(StoreError::VersionConflict { kind, name: name.to_owned(), expected, actual })
-        }
-        _ => Ok(()),
-    }
-}
+// Attributes
 
 /// Applies an AWS `AttributePayload` to a set of attributes.
 fn apply_attributes(current: &mut BTreeMap<String, String>, update: AttributeUpdate) {
@@ -49,27 +33,6 @@ fn apply_attributes(current: &mut BTreeMap<String, String>, update: AttributeUpd
     } else {
         *current = update.attributes;
     }
-}
-
-/// Fetches up to `limit + 1` strings with a keyset query whose parameters are
-/// `(…, cursor, limit + 1)`, and makes a page of them.
-fn string_page(
-    conn: &Connection,
-    sql: &str,
-    leading: &[&dyn rusqlite::ToSql],
-    cursor: Option<String>,
-    limit: usize,
-) -> Result<Page<String>> {
-    let cursor = cursor.unwrap_or_default();
-    let fetch = limit + 1;
-    let mut args: Vec<&dyn rusqlite::ToSql> = leading.to_vec();
-    args.push(&cursor);
-    args.push(&fetch);
-    let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt
-        .query_map(args.as_slice(), |row| row.get::<_, String>(0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(Page::from_rows(rows, limit, Clone::clone))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,13 +1,19 @@
 //! Integration tests of `warden-store` through the `Store` trait, each on a real SQLite file in
 //! a temporary directory.
 
+mod alerts;
 mod certificates;
+mod custom_metrics;
 mod datapoints;
+mod detect_lifecycle;
 mod groups;
 mod ingest;
 mod lifecycle;
+mod mitigation;
 mod policies;
+mod profiles;
 mod things;
+mod violations;
 
 use std::collections::BTreeMap;
 use std::future::Future;
