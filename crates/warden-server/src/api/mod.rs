@@ -14,12 +14,16 @@
 
 mod auth;
 mod certificates;
+mod custom_metrics;
+mod dimensions;
 mod groups;
 mod metrics;
 mod policies;
+mod profiles;
 pub mod protocol;
 pub mod sigv4;
 mod things;
+mod violations;
 
 use axum::Router;
 use axum::extract::Request;
@@ -78,6 +82,36 @@ pub fn router(state: AppState) -> Router {
         .route("/attached-policies/{target}", post(policies::list_attached))
         .route("/policy-targets/{policyName}", post(policies::list_targets))
         .route("/metric-values", get(metrics::list_metric_values))
+        .route("/security-profiles", get(profiles::list))
+        .route(
+            "/security-profiles/{securityProfileName}",
+            post(profiles::create).get(profiles::describe).patch(profiles::update).delete(profiles::delete),
+        )
+        .route(
+            "/security-profiles/{securityProfileName}/targets",
+            put(profiles::attach).delete(profiles::detach).get(profiles::list_targets),
+        )
+        .route("/security-profiles-for-target", get(profiles::list_for_target))
+        .route("/security-profile-behaviors/validate", post(profiles::validate))
+        .route("/custom-metrics", get(custom_metrics::list))
+        .route(
+            "/custom-metric/{metricName}",
+            post(custom_metrics::create)
+                .get(custom_metrics::describe)
+                .patch(custom_metrics::update)
+                .delete(custom_metrics::delete),
+        )
+        .route("/dimensions", get(dimensions::list))
+        .route(
+            "/dimensions/{name}",
+            post(dimensions::create)
+                .get(dimensions::describe)
+                .patch(dimensions::update)
+                .delete(dimensions::delete),
+        )
+        .route("/active-violations", get(violations::list_active))
+        .route("/violation-events", get(violations::list_events))
+        .route("/violations/verification-state/{violationId}", post(violations::put_verification_state))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(unknown_operation)
         // Last, so that it also covers the fallbacks: without credentials, an unknown path says

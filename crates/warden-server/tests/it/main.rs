@@ -9,6 +9,8 @@ mod groups;
 mod metrics;
 mod openapi;
 mod policies;
+mod profiles;
 mod protocol;
 mod support;
 mod things;
+mod violations;

@@ -73,6 +73,35 @@ OPERATIONS = {
     "ListTargetsForPolicy": "",
     "ListMetricValues": "`dimensionValueOperator` NOT_IN is not supported. The range is "
     "[startTime, endTime); query timestamps may also be epoch seconds.",
+    "CreateSecurityProfile": "Behaviors are compiled as detection will run them; `statisticalThreshold` "
+    "and `mlDetectionConfig` are refused as not supported yet. Creating a profile again exactly as it "
+    "is succeeds.",
+    "DescribeSecurityProfile": "",
+    "UpdateSecurityProfile": "`statisticalThreshold` and `mlDetectionConfig` are refused as not supported yet.",
+    "DeleteSecurityProfile": "",
+    "ListSecurityProfiles": "`metricName` and `dimensionName` also match retained metrics.",
+    "ValidateSecurityProfileBehaviors": "",
+    "AttachSecurityProfile": "Targets are thing group ARNs of existing groups and the `all/things`, "
+    "`all/registered-things` and `all/unregistered-things` ARNs; at most 5 profiles per target.",
+    "DetachSecurityProfile": "",
+    "ListTargetsForSecurityProfile": "",
+    "ListSecurityProfilesForTarget": "With `recursive`, a thing group's list includes the profiles of its "
+    "ancestor groups.",
+    "CreateCustomMetric": "`clientRequestToken` is required but not kept; repeating a creation exactly succeeds.",
+    "DescribeCustomMetric": "",
+    "UpdateCustomMetric": "",
+    "DeleteCustomMetric": "Refused with InvalidRequestException while a security profile uses the metric.",
+    "ListCustomMetrics": "",
+    "CreateDimension": "`clientRequestToken` is required but not kept; repeating a creation exactly succeeds.",
+    "DescribeDimension": "",
+    "UpdateDimension": "",
+    "DeleteDimension": "Refused with InvalidRequestException while a security profile uses the dimension.",
+    "ListDimensions": "",
+    "ListActiveViolations": "All Warden behaviors are STATIC. `listSuppressedAlerts=true` lists only "
+    "suppressed violations, `false` only the others.",
+    "ListViolationEvents": "The range is [startTime, endTime). All Warden behaviors are STATIC. "
+    "`listSuppressedAlerts` as in ListActiveViolations.",
+    "PutVerificationStateOnViolation": "An unknown violation id is an InvalidRequestException.",
 }
 
 # Members Warden refuses (inputs) or never returns (outputs), by shape name.
@@ -87,6 +116,11 @@ OMIT = {
     "DescribeThingGroupResponse": ["indexName", "queryString", "queryVersion", "status"],
     "CertificateDescription": ["previousOwnedBy", "customerVersion", "transferData", "generationId"],
     "GetPolicyResponse": ["generationId"],
+    "CreateSecurityProfileRequest": ["tags"],
+    "CreateCustomMetricRequest": ["tags"],
+    "CreateDimensionRequest": ["tags"],
+    "ActiveViolation": ["violationEventAdditionalInfo"],
+    "ViolationEvent": ["violationEventAdditionalInfo"],
 }
 
 # Extra input members (Warden extensions), by operation.
@@ -113,6 +147,7 @@ PRODUCED_ERRORS = {
     "CertificateValidationException",
     "MalformedPolicyException",
     "InternalFailureException",
+    "LimitExceededException",
 }
 EXTRA_ERRORS = {
     "DeleteThing": ["DeleteConflictException"],

@@ -1,0 +1,167 @@
+"""Drives Warden's Device Defender Detect API with boto3: custom metrics, dimensions, security
+profiles and their targets, and the violations lists. Exits non-zero on the first failure. Run by
+the Rust test tests/it/defender_boto3.rs, which starts the server, records two violations (ids
+VIOLATION_ACTIVE, still in alarm, and VIOLATION_CLEARED) and passes WARDEN_ENDPOINT,
+WARDEN_ACCESS_KEY_ID and WARDEN_SECRET_ACCESS_KEY.
+"""
+
+import datetime
+import os
+import sys
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+iot = boto3.client(
+    "iot",
+    endpoint_url=os.environ["WARDEN_ENDPOINT"],
+    region_name="eu-central-1",
+    aws_access_key_id=os.environ["WARDEN_ACCESS_KEY_ID"],
+    aws_secret_access_key=os.environ["WARDEN_SECRET_ACCESS_KEY"],
+    config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=30),
+)
+
+PROFILE, GROUP, PARENT = "boto-profile", "boto-lab", "boto-site"
+VIOLATION_ACTIVE = "37e18651d207bbc74236c13faf146127"
+VIOLATION_CLEARED = "00000000000000000000000000000002"
+BYTES_OUT = {
+    "name": "OutboundBytes",
+    "metric": "aws:all-bytes-out",
+    "criteria": {"comparisonOperator": "less-than-equals", "value": {"count": 35000}, "durationSeconds": 300},
+}
+AUTH_FAILURES = {
+    "name": "AuthFailures",
+    "metric": "aws:num-authorization-failures",
+    "metricDimension": {"dimensionName": "boto-admin", "operator": "IN"},
+    "criteria": {"comparisonOperator": "less-than", "value": {"count": 10}, "durationSeconds": 300},
+}
+BATTERY = {
+    "name": "Battery",
+    "metric": "boto-battery",
+    "criteria": {"comparisonOperator": "greater-than", "value": {"number": 75}, "consecutiveDatapointsToAlarm": 5},
+}
+
+
+def check(condition, what):
+    if not condition:
+        sys.exit(f"FAILED: {what}")
+    print(f"ok: {what}")
+
+
+def fails_with(code, status, call, **kwargs):
+    try:
+        call(**kwargs)
+    except ClientError as e:
+        got = (e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"])
+        check(got == (code, status), f"{call.__name__} fails with {code} ({status}), got {got}: {e}")
+        return e.response["Error"]["Message"]
+    sys.exit(f"FAILED: {call.__name__} succeeded, expected {code}")
+
+
+def main():
+    metric = iot.create_custom_metric(metricName="boto-battery", metricType="number", clientRequestToken="t1")
+    check(metric["metricArn"].endswith(":custommetric/boto-battery"), "create_custom_metric")
+    dimension = iot.create_dimension(
+        name="boto-admin", type="TOPIC_FILTER", stringValues=["admin/#"], clientRequestToken="t2"
+    )
+    check(dimension["arn"].endswith(":dimension/boto-admin"), "create_dimension")
+    check(iot.describe_dimension(name="boto-admin")["stringValues"] == ["admin/#"], "describe_dimension")
+    iot.create_thing_group(thingGroupName=PARENT)
+    group = iot.create_thing_group(thingGroupName=GROUP, parentGroupName=PARENT)
+
+    created = iot.create_security_profile(
+        securityProfileName=PROFILE,
+        securityProfileDescription="made by boto3",
+        behaviors=[BYTES_OUT, AUTH_FAILURES, BATTERY],
+        additionalMetricsToRetainV2=[{"metric": "aws:num-established-tcp-connections"}],
+    )
+    arn = created["securityProfileArn"]
+    check(arn.endswith(f":securityprofile/{PROFILE}"), "create_security_profile")
+    prefix = arn.split("securityprofile/")[0]
+    described = iot.describe_security_profile(securityProfileName=PROFILE)
+    check(
+        described["version"] == 1
+        and described["behaviors"] == [BYTES_OUT, AUTH_FAILURES, BATTERY]
+        and isinstance(described["creationDate"], datetime.datetime),
+        "describe_security_profile",
+    )
+    updated = iot.update_security_profile(
+        securityProfileName=PROFILE, behaviors=[BYTES_OUT], deleteAdditionalMetricsToRetain=True, expectedVersion=1
+    )
+    check(
+        updated["version"] == 2 and updated["behaviors"] == [BYTES_OUT] and "additionalMetricsToRetainV2" not in updated,
+        "update_security_profile",
+    )
+    fails_with(
+        "VersionConflictException", 409, iot.update_security_profile,
+        securityProfileName=PROFILE, behaviors=[BYTES_OUT], expectedVersion=1,
+    )
+    ml = {"name": "MsgSentML", "metric": "aws:num-messages-sent", "criteria": {"mlDetectionConfig": {"confidenceLevel": "HIGH"}}}
+    message = fails_with(
+        "InvalidRequestException", 400, iot.create_security_profile, securityProfileName="boto-ml", behaviors=[ml]
+    )
+    check("not supported yet" in message, "ML Detect is refused as not supported yet")
+    statistical = dict(BYTES_OUT, criteria={"comparisonOperator": "less-than-equals", "statisticalThreshold": {"statistic": "p90"}})
+    validated = iot.validate_security_profile_behaviors(behaviors=[statistical])
+    check(
+        validated["valid"] is False
+        and "statisticalThreshold" in validated["validationErrors"][0]["errorMessage"],
+        "validate_security_profile_behaviors",
+    )
+    check(iot.validate_security_profile_behaviors(behaviors=[BYTES_OUT])["valid"], "valid behaviors validate")
+
+    iot.attach_security_profile(securityProfileName=PROFILE, securityProfileTargetArn=group["thingGroupArn"])
+    iot.attach_security_profile(securityProfileName=PROFILE, securityProfileTargetArn=f"{prefix}all/things")
+    fails_with(
+        "ResourceNotFoundException", 404, iot.attach_security_profile,
+        securityProfileName=PROFILE, securityProfileTargetArn=f"{prefix}thinggroup/boto-missing",
+    )
+    targets = iot.list_targets_for_security_profile(securityProfileName=PROFILE)["securityProfileTargets"]
+    check(sorted(t["arn"] for t in targets) == [f"{prefix}all/things", group["thingGroupArn"]], "list_targets_for_security_profile")
+    mappings = iot.list_security_profiles_for_target(securityProfileTargetArn=group["thingGroupArn"], recursive=True)
+    check(
+        [m["securityProfileIdentifier"]["name"] for m in mappings["securityProfileTargetMappings"]] == [PROFILE],
+        "list_security_profiles_for_target",
+    )
+    names = [p["name"] for p in iot.list_security_profiles(metricName="aws:all-bytes-out")["securityProfileIdentifiers"]]
+    check(names == [PROFILE], "list_security_profiles filtered by metric")
+
+    active = iot.list_active_violations(securityProfileName="MySecProfile")["activeViolations"]
+    check(
+        [v["violationId"] for v in active] == [VIOLATION_ACTIVE]
+        and active[0]["lastViolationValue"] == {"count": 54}
+        and isinstance(active[0]["violationStartTime"], datetime.datetime),
+        "list_active_violations",
+    )
+    now = datetime.datetime.now(datetime.timezone.utc)
+    hour = datetime.timedelta(hours=1)
+    events = iot.list_violation_events(startTime=now - hour, endTime=now + hour)["violationEvents"]
+    check(
+        [(e["violationId"], e["violationEventType"]) for e in events]
+        == [(VIOLATION_ACTIVE, "in-alarm"), (VIOLATION_CLEARED, "in-alarm"), (VIOLATION_CLEARED, "alarm-cleared")],
+        "list_violation_events",
+    )
+    iot.put_verification_state_on_violation(
+        violationId=VIOLATION_ACTIVE, verificationState="TRUE_POSITIVE", verificationStateDescription="confirmed"
+    )
+    active = iot.list_active_violations(verificationState="TRUE_POSITIVE")["activeViolations"]
+    check(
+        [(v["violationId"], v["verificationStateDescription"]) for v in active] == [(VIOLATION_ACTIVE, "confirmed")],
+        "put_verification_state_on_violation",
+    )
+
+    iot.detach_security_profile(securityProfileName=PROFILE, securityProfileTargetArn=group["thingGroupArn"])
+    iot.detach_security_profile(securityProfileName=PROFILE, securityProfileTargetArn=f"{prefix}all/things")
+    iot.delete_security_profile(securityProfileName=PROFILE, expectedVersion=2)
+    iot.delete_custom_metric(metricName="boto-battery")
+    iot.delete_dimension(name="boto-admin")
+    iot.delete_thing_group(thingGroupName=GROUP)
+    iot.delete_thing_group(thingGroupName=PARENT)
+    check(iot.list_security_profiles()["securityProfileIdentifiers"] == [], "everything is deleted: profiles")
+    check(iot.list_custom_metrics()["metricNames"] == [], "everything is deleted: custom metrics")
+    check(iot.list_dimensions()["dimensionNames"] == [], "everything is deleted: dimensions")
+
+
+if __name__ == "__main__":
+    main()
