@@ -9,6 +9,10 @@
 //! TLS comes from rustls with the `ring` provider (no C toolchain, small). The `ClientConfig` is
 //! built once and shared by every reconnect, so its session cache gives TLS 1.3 resumption:
 //! a reconnect costs about a kilobyte instead of a full handshake with certificates.
+//!
+//! A dead connection is noticed without spending bytes on it: TCP keepalive stays off, and
+//! `TCP_USER_TIMEOUT` makes the kernel give up on a connection whose data goes unacknowledged
+//! (see [`TCP_USER_TIMEOUT`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +23,7 @@ use rumqttc::mqttbytes::v4;
 use rumqttc::v5::mqttbytes::v5;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use socket2::SockRef;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -29,6 +34,19 @@ use crate::config::MqttConfig;
 
 /// Replies and acks are small; anything bigger from the broker is refused.
 const MAX_INCOMING_PACKET: usize = 256 * 1024;
+
+/// How long data the agent sent may stay unacknowledged before the kernel aborts the connection
+/// (`TCP_USER_TIMEOUT`).
+///
+/// Without it, a report written into a connection that died silently (a NAT or carrier dropped
+/// its state, the radio link went away) is retransmitted for about 15 minutes
+/// (`net.ipv4.tcp_retries2`) before a read fails, and with `--replies false` nothing else
+/// notices sooner: every report in between is written into the void and counted as sent. With
+/// it, the read fails 30 s after the report and the agent reconnects. It
+/// costs nothing on the wire: the timer only runs while data is in flight. TCP keepalive is
+/// the opposite (probes of an idle connection, every two hours by default), so it stays off:
+/// the MQTT keepalive, which every report resets, covers an idle session.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -97,6 +115,16 @@ pub fn tls_config(m: &MqttConfig) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     Ok(Arc::new(config))
 }
 
+/// Sets the options of the connection to the broker: no Nagle delay (an MQTT packet is written
+/// whole, and waiting for an ACK before the next one only adds latency), [`TCP_USER_TIMEOUT`],
+/// and no TCP keepalive probes.
+fn configure_tcp(tcp: &TcpStream) -> std::io::Result<()> {
+    let socket = SockRef::from(tcp);
+    socket.set_tcp_nodelay(true)?;
+    socket.set_tcp_user_timeout(Some(TCP_USER_TIMEOUT))?;
+    socket.set_keepalive(false)
+}
+
 /// A connected, authenticated MQTT session.
 #[derive(Debug)]
 pub struct Session {
@@ -126,7 +154,7 @@ impl Session {
     async fn connect_inner(m: &MqttConfig, tls: &TlsConnector) -> Result<Session, SessionError> {
         let addr = format!("{}:{}", m.endpoint, m.port);
         let tcp = TcpStream::connect(&addr).await.map_err(|e| SessionError::Connect(addr.clone(), e))?;
-        tcp.set_nodelay(true)?;
+        configure_tcp(&tcp)?;
         let server_name = ServerName::try_from(m.server_name.clone())
             .map_err(|e| SessionError::Tls(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
         let stream = tls.connect(server_name, tcp).await.map_err(SessionError::Tls)?;
@@ -364,5 +392,46 @@ impl Session {
     fn pkid(&mut self) -> u16 {
         self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
         self.next_pkid
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use warden_testkit::{KeyKind, Mosquitto, MosquittoOptions, Pki, require_mosquitto};
+
+    use super::*;
+
+    /// The connection `Session::connect` opens gives up on unacknowledged data after
+    /// [`TCP_USER_TIMEOUT`] and sends no keepalive probes.
+    #[tokio::test]
+    async fn broker_connection_fails_fast_without_keepalive_probes() {
+        if !require_mosquitto() {
+            return;
+        }
+        let pki = Pki::new();
+        let broker = Mosquitto::start(&pki, MosquittoOptions::default()).unwrap();
+        let cert = pki.client("dev-1", KeyKind::EcdsaP256);
+        let m = MqttConfig {
+            thing: "dev-1".into(),
+            client_id: "dev-1".into(),
+            endpoint: "localhost".into(),
+            port: broker.port(),
+            ca: pki.ca_pem_path().to_owned(),
+            cert: cert.cert_path.clone(),
+            key: cert.key_path.clone(),
+            server_name: "localhost".into(),
+            alpn: None,
+            keepalive: Duration::from_secs(60),
+            qos: 0,
+            mqtt5: false,
+            replies: false,
+        };
+        let tls = TlsConnector::from(tls_config(&m).unwrap());
+        let session = Session::connect(&m, &tls, Duration::from_secs(20)).await.unwrap();
+        let socket = SockRef::from(session.stream.get_ref().0);
+        assert_eq!(socket.tcp_user_timeout().unwrap(), Some(TCP_USER_TIMEOUT));
+        assert!(!socket.keepalive().unwrap());
+        assert!(socket.tcp_nodelay().unwrap());
+        session.disconnect().await;
     }
 }

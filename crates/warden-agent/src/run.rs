@@ -6,7 +6,6 @@
 //! traffic baseline is kept, so the next report's deltas cover the whole gap: no bytes go
 //! uncounted.
 
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -14,13 +13,12 @@ use tokio::time::{Instant, sleep_until};
 use tokio_rustls::TlsConnector;
 use warden_wire::{Format, MetricReport, ReplyStatus, ReportTopic, TopicKind, decode_reply, encode_report};
 
-use crate::collect::{self, CollectOptions, InterfaceMap, Sample};
+use crate::collect::{self, CollectOptions, Collector, InterfaceMap, Sample};
 use crate::config::{Config, MqttConfig};
 use crate::custom;
 use crate::mqtt::{Incoming, Session, SessionError};
 use crate::report_id::ReportIds;
 
-const PROC_NET: &str = "/proc/net";
 /// How long to wait for CONNACK, including TCP and TLS.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A reply (or PUBACK) not seen this long after a report makes us probe the connection.
@@ -30,9 +28,11 @@ const PING_TIMEOUT: Duration = Duration::from_secs(20);
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
-/// Builds reports: owns the traffic baseline, the report ids and the collector options.
+/// Builds reports: owns the collector, the traffic baseline, the report ids and the collector
+/// options.
 struct Reporter<'c> {
     config: &'c Config,
+    collector: Collector,
     options: CollectOptions,
     ids: ReportIds,
     baseline: Option<Sample>,
@@ -44,17 +44,17 @@ impl<'c> Reporter<'c> {
             include_loopback: config.include_loopback,
             max_list_entries: config.max_list_entries,
         };
-        Reporter { config, options, ids, baseline: None }
+        Reporter { config, collector: Collector::system(), options, ids, baseline: None }
     }
 
-    fn sample(&self) -> anyhow::Result<Sample> {
+    fn sample(&mut self) -> anyhow::Result<Sample> {
         let interfaces = InterfaceMap::current()?;
-        Ok(Sample::read(Path::new(PROC_NET), &interfaces)?)
+        Ok(self.collector.sample(&interfaces)?)
     }
 
     /// Takes the baseline that the next report's deltas are measured from.
     fn start(&mut self) -> anyhow::Result<()> {
-        self.baseline = Some(self.sample()?);
+        self.baseline = Some(self.sample()?.into_baseline());
         Ok(())
     }
 
@@ -70,7 +70,7 @@ impl<'c> Reporter<'c> {
     }
 
     fn sent(&mut self, sample: Sample) {
-        self.baseline = Some(sample);
+        self.baseline = Some(sample.into_baseline());
     }
 
     fn encode(&self, report: &MetricReport) -> Vec<u8> {

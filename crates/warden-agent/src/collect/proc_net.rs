@@ -1,64 +1,39 @@
 //! Reading the kernel's network tables from a directory laid out like `/proc/net` into a
-//! [`Sample`].
+//! [`Sample`]. The socket tables print addresses as native-endian words, so the byte order of the
+//! machine that wrote them is an argument: the running system's for `/proc`, little-endian for
+//! the checked-in fixtures.
 //!
 //! Parsing is procfs-core's, fed one line at a time. That costs a little per line, but lets one
 //! malformed socket entry be skipped instead of losing the whole table: the kernel appends
 //! fields and TCP states over the years, and a report with one socket missing beats no report.
 //! Traffic counters are stricter (see [`read_dev`]).
+//!
+//! Files are read through `BufReader`'s 8 KiB buffer. A bigger buffer would not save system
+//! calls: the kernel's `seq_file` answers at most one page per `read()`, so a small table costs
+//! one read with data and one empty read at the end however it is read. On the running system,
+//! TCP sockets come from `sock_diag` instead whenever it works, since each of those reads of
+//! `tcp` and `tcp6` walks the kernel's whole TCP hash table.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
-use std::net::SocketAddr;
 use std::path::Path;
 
-use procfs::net::{InterfaceDeviceStatus, TcpNetEntries, TcpState, UdpNetEntries};
+use procfs::net::{InterfaceDeviceStatus, TcpNetEntries, UdpNetEntries};
 use procfs::{ExplicitSystemInfo, FromBufRead, FromBufReadSI};
 use tracing::{debug, warn};
 
-use super::{CollectError, InterfaceMap, LocalSocket, Sample, TcpConnection, traffic::Counters};
+use super::{CollectError, InterfaceMap, LocalSocket, Sample, canonical, traffic::Counters};
 
-/// Reads `dev`, `tcp`, `tcp6`, `udp` and `udp6` from `dir`.
-///
-/// The socket tables print addresses as native-endian words, so the byte order of the machine
-/// that wrote them is an argument: the running system's for `/proc`, little-endian for the
-/// checked-in fixtures.
-pub(crate) fn read(
+/// Reads `dev`, `udp` and `udp6` from `dir`: a sample without TCP sockets.
+pub(crate) fn read_dev_and_udp(
     dir: &Path,
     interfaces: &InterfaceMap,
     little_endian: bool,
 ) -> Result<Sample, CollectError> {
-    // The net-table parsers only ask for the byte order; the other fields are never read.
-    let system = ExplicitSystemInfo {
-        boot_time_secs: 0,
-        ticks_per_second: 0,
-        page_size: 0,
-        is_little_endian: little_endian,
-    };
     let mut sample = Sample { interfaces: read_dev(&dir.join("dev"))?, ..Sample::default() };
-
-    for table in ["tcp", "tcp6"] {
-        for entries in read_table::<TcpNetEntries>(&dir.join(table), &system)? {
-            for entry in entries.0 {
-                let local = canonical(entry.local_address);
-                match entry.state {
-                    TcpState::Listen => sample.tcp_listeners.push(LocalSocket {
-                        addr: local,
-                        interface: interfaces.interface_of(local.ip()).map(str::to_owned),
-                    }),
-                    TcpState::Established => sample.tcp_established.push(TcpConnection {
-                        remote: canonical(entry.remote_address),
-                        local,
-                        local_interface: interfaces.interface_of(local.ip()).map(str::to_owned),
-                    }),
-                    _ => {}
-                }
-            }
-        }
-    }
-
     for table in ["udp", "udp6"] {
-        for entries in read_table::<UdpNetEntries>(&dir.join(table), &system)? {
+        for entries in read_table::<UdpNetEntries>(&dir.join(table), &system(little_endian))? {
             for entry in entries.0 {
                 // UDP has no listen state: a socket waits for anyone's datagrams exactly when it
                 // is not connected to one peer. The kernel then shows the remote as `0.0.0.0:0`.
@@ -75,6 +50,34 @@ pub(crate) fn read(
         }
     }
     Ok(sample)
+}
+
+/// Adds the listening and established sockets of `tcp` and `tcp6` in `dir` to `sample`.
+pub(crate) fn read_tcp(
+    dir: &Path,
+    interfaces: &InterfaceMap,
+    little_endian: bool,
+    sample: &mut Sample,
+) -> Result<(), CollectError> {
+    for table in ["tcp", "tcp6"] {
+        for entries in read_table::<TcpNetEntries>(&dir.join(table), &system(little_endian))? {
+            for entry in entries.0 {
+                sample.add_tcp(entry.state, entry.local_address, entry.remote_address, interfaces);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What the net-table parsers need to know of the system: only the byte order; the other
+/// fields are never read.
+fn system(little_endian: bool) -> ExplicitSystemInfo {
+    ExplicitSystemInfo {
+        boot_time_secs: 0,
+        ticks_per_second: 0,
+        page_size: 0,
+        is_little_endian: little_endian,
+    }
 }
 
 /// Per-interface counters from `/proc/net/dev`.
@@ -153,10 +156,4 @@ fn table_of<'a>(empty_headers: &'static [u8], line: &'a [u8]) -> io::Chain<&'a [
 
 fn is_blank(line: &[u8]) -> bool {
     line.iter().all(u8::is_ascii_whitespace)
-}
-
-/// The address as the report shows it: dual-stack sockets see IPv4 peers as `::ffff:a.b.c.d`,
-/// which is the same peer as `a.b.c.d` and must compare, dedupe and print like it.
-fn canonical(addr: SocketAddr) -> SocketAddr {
-    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
