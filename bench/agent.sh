@@ -6,6 +6,8 @@
 #
 # Env: KEEP=1          keep the work directory (default: removed; its path is printed)
 #      SKIP_BUILD=1    use the existing target/release-agent/warden-agent
+#      AGENT=PATH      measure this agent binary instead (implies SKIP_BUILD=1), e.g. an older
+#                      build for a before/after comparison
 #      SKIP_AWS=1      do not run the official agent
 #      AGENT_VENV      venv of the official agent (default as in ../shared/tools/run-aws-agent.sh)
 #      AWS_TOOL        path of run-aws-agent.sh (default ../shared/tools/run-aws-agent.sh)
@@ -21,9 +23,10 @@
 #  3. starts bench/responder.py, which answers every report like Device Defender (/accepted);
 #  4. runs each measurement through bench/relay.py, a byte-counting TCP relay that logs every
 #     TLS record, and attributes the bytes with bench/analyze.py;
-#  5. measures CPU and peak RSS with bench/measure.py (wait4 + /proc sampling), also inside a
-#     network namespace with a device-sized TCP hash table (bench/small-ehash.sh), because on a
-#     big-memory host the kernel's walk of /proc/net/tcp dominates the agent's CPU per report;
+#  5. measures CPU and memory (peak RSS, PSS) with bench/measure.py (wait4 + /proc sampling),
+#     with the default settings and with --include-loopback true, and also inside a network
+#     namespace with a device-sized TCP hash table (bench/small-ehash.sh), because the kernel's
+#     TCP hash table is sized from the RAM and walking it is most of the CPU of a sample;
 #  6. runs the official agent the same way (../shared/tools/run-aws-agent.sh, venv from PyPI).
 set -uo pipefail
 
@@ -32,10 +35,13 @@ ROOT=$(cd "$BENCH/.." && pwd)
 AWS_TOOL=${AWS_TOOL:-$ROOT/../shared/tools/run-aws-agent.sh}
 [ -e "$AWS_TOOL" ] || AWS_TOOL=/work/shared/tools/run-aws-agent.sh
 export AGENT_VENV=${AGENT_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/aws-dd-agent-venv}
-AGENT=$ROOT/target/release-agent/warden-agent
+if [ -n "${AGENT:-}" ]; then SKIP_BUILD=1; else AGENT=$ROOT/target/release-agent/warden-agent; fi
 WORK=$(mktemp -d /tmp/warden-bench.XXXXXX)
 PIDS=()
 T_START=$SECONDS
+# The host's TCP sockets at the start (and, in meta.json, at the end): other programs' sockets
+# change the payloads and the CPU of listing sockets, so a busy host shows here.
+SOCKSTAT_START=$(grep '^TCP:' /proc/net/sockstat 2>/dev/null)
 
 log() { echo "[bench $(date +%T)] $*" >&2; }
 die() { log "FATAL: $*"; exit 1; }
@@ -130,14 +136,19 @@ stop_relay() { # run_dir
   kill "$RELAY_PID" 2>/dev/null; wait "$RELAY_PID" 2>/dev/null
   tail -n "+$((RESP_BEFORE + 1))" "$WORK/resp.log" >"$1/resp.log"
 }
+# Our agent's connection settings. Most runs add LOOPBACK, so that both agents report the same
+# sockets (the official agent counts loopback); runs named *-default keep the agent's defaults,
+# which leave loopback traffic and connections out, as a device in production runs.
 OURS=(--thing thing-1 --endpoint localhost --ca "$PKI/ca.pem" --cert "$PKI/thing-1.crt" --key "$PKI/thing-1.key"
-      --state-dir "$WORK/state" --jitter 0s --include-loopback true)
+      --state-dir "$WORK/state" --jitter 0s)
+LOOPBACK=(--include-loopback true)
 run_ours() { # name cut_after agent-args...
   local name=$1 cut=$2; shift 2
   local d=$WORK/runs/$name; mkdir -p "$d"
+  local lo=("${LOOPBACK[@]}"); [[ $name == *-default ]] && lo=()
   start_relay "$d" "$cut"
-  log "ours: $name: $*"
-  timeout 120 "$AGENT" "${OURS[@]}" --log-level debug --port "$RELAY_PORT" "$@" 2>"$d/agent.err" \
+  log "ours: $name: ${lo[*]} $*"
+  timeout 120 "$AGENT" "${OURS[@]}" "${lo[@]}" --log-level debug --port "$RELAY_PORT" "$@" 2>"$d/agent.err" \
     || log "WARNING: $name: agent exited with $? ($(tail -2 "$d/agent.err"))"
   stop_relay "$d"
 }
@@ -166,6 +177,7 @@ for p in "${DRY[@]}"; do wait "$p" || log "WARNING: a dry run failed"; done
 
 # ------------------------------------------------------------------------ our agent, wire cost
 run_ours ours-cbor-short "" --format cbor --names short --interval 2s --max-reports 5
+run_ours ours-cbor-short-default "" --interval 2s --max-reports 5
 run_ours ours-cbor-long "" --format cbor --names long --interval 2s --max-reports 5
 run_ours ours-json-short "" --format json --names short --interval 2s --max-reports 5
 run_ours ours-json-long "" --format json --names long --interval 2s --max-reports 5
@@ -179,15 +191,19 @@ run_ours ours-keepalive "" --format cbor --names short --interval 16s --keepaliv
 run_ours ours-noping "" --format cbor --names short --interval 4s --keepalive 5s --max-reports 6
 
 # --------------------------------------------------------------------- our agent, resources
-log "ours: CPU/RSS: 3 x 1 report, 1 x 21 reports at --interval 1s (direct to the broker)"
-for i in 1 2 3; do
-  python3 "$BENCH/measure.py" "$WORK/res-ours-1-$i.json" --stderr "$WORK/res-ours-1-$i.err" -- \
-    "$AGENT" "${OURS[@]}" --port "$BPORT" --interval 1s --max-reports 1 --log-level info \
-    || log "WARNING: 1-report run $i failed"
+# res-ours-*: with --include-loopback true, like most wire runs; res-def-*: the default settings.
+for set in ours def; do
+  lo=("${LOOPBACK[@]}"); [ $set = def ] && lo=()
+  log "ours ($set): CPU/RSS: 3 x 1 report, 1 x 21 reports at --interval 1s (direct to the broker) ${lo[*]}"
+  for i in 1 2 3; do
+    python3 "$BENCH/measure.py" "$WORK/res-$set-1-$i.json" --stderr "$WORK/res-$set-1-$i.err" -- \
+      "$AGENT" "${OURS[@]}" "${lo[@]}" --port "$BPORT" --interval 1s --max-reports 1 --log-level info \
+      || log "WARNING: $set 1-report run $i failed"
+  done
+  python3 "$BENCH/measure.py" "$WORK/res-$set-21.json" --stderr "$WORK/res-$set-21.err" -- \
+    "$AGENT" "${OURS[@]}" "${lo[@]}" --port "$BPORT" --interval 1s --max-reports 21 --log-level info \
+    || log "WARNING: $set 21-report run failed"
 done
-python3 "$BENCH/measure.py" "$WORK/res-ours-21.json" --stderr "$WORK/res-ours-21.err" -- \
-  "$AGENT" "${OURS[@]}" --port "$BPORT" --interval 1s --max-reports 21 --log-level info \
-  || log "WARNING: 21-report run failed"
 
 # The same on a device-sized TCP hash table: a fresh network namespace created while
 # net.ipv4.tcp_child_ehash_entries=4096 (what the kernel allocates on a 512 MB device: one bucket per
@@ -206,10 +222,14 @@ else
   log "skipping the small TCP hash table run (needs root, unshare, ip and kernel >= 6.1)"
 fi
 
-# Context for the CPU figure: the kernel CPU of reading /proc/net/tcp and tcp6 to EOF with 8 KB
-# reads, as the agent's collector does (each read() walks the whole TCP established hash table).
+# Context for the CPU figure: the kernel CPU of one sample's TCP socket listing, done the two ways
+# the agent can: reading /proc/net/tcp and tcp6 to EOF with 8 KB reads (its fallback; every read()
+# walks the whole TCP established hash table, the empty one at EOF too), or one NETLINK_SOCK_DIAG
+# dump of LISTEN + ESTABLISHED sockets per family (what it uses when the kernel offers it; one
+# walk per family). Also a single 1 MB read() per file: not a way to read a file whole (the
+# kernel returns at most a page per read()), but it shows what one walk costs.
 python3 - "$WORK/proc-cost.json" <<'PYEOF'
-import json, sys, time
+import json, socket, struct, sys, time
 def passes(eof):
     for f in ("/proc/net/tcp", "/proc/net/tcp6"):
         with open(f, "rb", buffering=0) as h:
@@ -218,18 +238,31 @@ def passes(eof):
                     pass
             else:
                 h.read(1 << 20)
-def cost(eof, n=20):
-    passes(eof)
+def sock_diag():
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 4)  # NETLINK_SOCK_DIAG
+    for family in (socket.AF_INET, socket.AF_INET6):
+        req = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, (1 << 10) | (1 << 1)) + bytes(48)
+        s.send(struct.pack("=IHHII", 16 + len(req), 20, 0x301, 1, 0) + req)  # SOCK_DIAG_BY_FAMILY, dump
+        done = False
+        while not done:
+            data, off = s.recv(8192), 0
+            while off + 16 <= len(data):
+                length, kind = struct.unpack_from("=IH", data, off)
+                done |= kind in (2, 3)  # NLMSG_ERROR, NLMSG_DONE
+                off += (length + 3) & ~3
+    s.close()
+def cost(f, n=20):
+    f()
     t = time.process_time()
     for _ in range(n):
-        passes(eof)
+        f()
     return (time.process_time() - t) / n * 1000
 try:
     ehash = int(open("/proc/sys/net/ipv4/tcp_ehash_entries").read())
 except Exception:
     ehash = None
-json.dump({"read_to_eof_ms": cost(True), "single_read_ms": cost(False), "tcp_ehash_entries": ehash},
-          open(sys.argv[1], "w"))
+json.dump({"read_to_eof_ms": cost(lambda: passes(True)), "single_read_ms": cost(lambda: passes(False)),
+           "sock_diag_ms": cost(sock_diag), "tcp_ehash_entries": ehash}, open(sys.argv[1], "w"))
 PYEOF
 
 # ------------------------------------------------------------------------- official AWS agent
@@ -272,6 +305,7 @@ meta = {
   "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
   "machine": "%s cores, %s, kernel %s" % (os.cpu_count(), cpu, platform.release()),
   "mem": sh("free -m | awk '/Mem:/{print \$2\" MiB\"}'"),
+  "sockstat_start": "$SOCKSTAT_START", "sockstat_end": sh("grep '^TCP:' /proc/net/sockstat"),
   "rustc": sh("rustc --version"), "commit": sh("cd $ROOT && git rev-parse --short HEAD"),
   "dirty": sh("cd $ROOT && git status --porcelain -- crates Cargo.toml Cargo.lock | wc -l"),
   "mosquitto": sh("mosquitto -h | head -1"), "openssl": sh("openssl version"),

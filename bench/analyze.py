@@ -218,6 +218,55 @@ def fmt_b(x, nd=0):
     return f"{x:,.{nd}f}"
 
 
+def resources(work, prefix, label, p):
+    """Prints and returns the CPU and memory figures of the runs res-PREFIX-1-*.json (1 report)
+    and res-PREFIX-21.json (21 reports)."""
+    def j(path):
+        path = os.path.join(work, path)
+        return json.load(open(path)) if os.path.exists(path) else None
+    r1s = [j(f) for f in sorted(os.listdir(work)) if f.startswith("res-%s-1-" % prefix) and f.endswith(".json")]
+    r1s = [r for r in r1s if r and r["rc"] == 0]
+    r21 = j("res-%s-21.json" % prefix)
+    if not (r21 and r1s and r21["rc"] == 0):
+        p("  %s: RSS/CPU runs failed or missing" % label)
+        return None
+    p("  %s:" % label)
+    c1 = statistics.median(r["cpu_s"] for r in r1s)
+    per = (r21["cpu_s"] - c1) / 20
+    out = {"cpu_1_report_s": c1, "cpu_21_reports_s": r21["cpu_s"], "cpu_per_report_ms": per * 1000,
+           "rss": {k: v for k, v in r21.items() if k != "cpu_series"}}
+    p("    memory, 21 reports @1s       : peak RSS %s kB VmHWM (VmRSS at the end %s kB; threads %s)   target <= 3 MB"
+      % (fmt_b(r21["vmhwm_kb"]), fmt_b(r21.get("vmrss_last_kb")), r21["threads_peak"]))
+    if r21.get("pss_anon_peak_kb") is not None:
+        p("      peak PSS %s kB (anon %s + file %s); private %s kB (dirty %s, clean %s); shared clean %s kB;"
+          " RssAnon %s kB, RssFile %s kB"
+          % (fmt_b(r21["pss_peak_kb"]), fmt_b(r21["pss_anon_peak_kb"]), fmt_b(r21["pss_file_peak_kb"]),
+             fmt_b(r21["private_dirty_peak_kb"] + r21["private_clean_peak_kb"]),
+             fmt_b(r21["private_dirty_peak_kb"]), fmt_b(r21["private_clean_peak_kb"]),
+             fmt_b(r21["shared_clean_peak_kb"]), fmt_b(r21["rss_anon_peak_kb"]), fmt_b(r21["rss_file_peak_kb"])))
+    else:
+        p("      peak anon %s kB, peak file-backed %s kB; peak PSS %s kB"
+          % (fmt_b(r21["rss_anon_peak_kb"]), fmt_b(r21["rss_file_peak_kb"]), fmt_b(r21["pss_peak_kb"])))
+    if r21.get("rss_by_mapping_kb"):
+        pss = r21.get("pss_by_mapping_kb") or {}
+        p("      RSS (PSS) by mapping, kB: " + ", ".join(
+            "%s %s%s" % (k, fmt_b(v), " (%s)" % fmt_b(pss[k]) if k in pss else "")
+            for k, v in list(r21["rss_by_mapping_kb"].items())[:7]))
+    p("    CPU, run with 1 report       : %.2f ms (median of %d; start + TLS connect + 1 report + exit)"
+      % (c1 * 1000, len(r1s)))
+    p("    CPU, run with 21 reports     : %.2f ms (user %.2f + sys %.2f)"
+      % (r21["cpu_s"] * 1000, r21["utime_s"] * 1000, r21["stime_s"] * 1000))
+    p("    CPU per report ((21-1) / 20) : %.3f ms   target <= 2 ms" % (per * 1000))
+    ts = agent_report_times(os.path.join(work, "res-%s-21.err" % prefix))
+    if len(ts) >= 3 and r21.get("cpu_series"):
+        win = cpu_window(r21["cpu_series"], ts[1] - 0.2, ts[-1] - 0.2)
+        if win is not None:
+            out["cpu_per_report_window_ms"] = win / (len(ts) - 2) * 1000
+            p("    CPU per report, cross-check  : %.3f ms (CPU of all threads from report 2 to report %d, / %d)"
+              % (out["cpu_per_report_window_ms"], len(ts), len(ts) - 2))
+    return out
+
+
 def report(work):
     def j(path):
         p = os.path.join(work, path)
@@ -233,50 +282,30 @@ def report(work):
     p = L.append
     p("")
     p("== Warden agent benchmark: %s, %s, %s RAM ==" % (meta.get("date", "?"), meta.get("machine", "?"), meta.get("mem", "?")))
+    if meta.get("sockstat_start") or meta.get("sockstat_end"):
+        p("   host TCP sockets (/proc/net/sockstat) at start: %s; at end: %s"
+          % (meta.get("sockstat_start") or "?", meta.get("sockstat_end") or "?"))
     p("")
     # --- resources
     size = meta.get("binary_size")
     p("-- Resources (our agent: %s)" % meta.get("binary", "?"))
     p("  stripped binary size           : %s bytes (%.2f MB, %.2f MiB)   target <= 2.5 MB"
       % (fmt_b(size), (size or 0) / 1e6, (size or 0) / 2**20))
-    r1s = [j(f) for f in sorted(os.listdir(work)) if f.startswith("res-ours-1-") and f.endswith(".json")]
-    r1s = [r for r in r1s if r and r["rc"] == 0]
-    r21 = j("res-ours-21.json")
-    cpu = {}
-    if r21 and r1s and r21["rc"] == 0:
-        c1 = statistics.median(r["cpu_s"] for r in r1s)
-        per = (r21["cpu_s"] - c1) / 20
-        cpu = {"cpu_1_report_s": c1, "cpu_21_reports_s": r21["cpu_s"], "cpu_per_report_ms": per * 1000}
-        p("  peak RSS, 21 reports @1s       : %s kB VmHWM (peak anon %s kB, peak file-backed %s kB; peak PSS %s kB; threads %s)   target <= 3 MB"
-          % (fmt_b(r21["vmhwm_kb"]), fmt_b(r21["rss_anon_peak_kb"]),
-             fmt_b(r21["rss_file_peak_kb"]), fmt_b(r21["pss_peak_kb"]), r21["threads_peak"]))
-        if r21.get("rss_by_mapping_kb"):
-            p("    resident by mapping (kB): " + ", ".join(
-                "%s %s" % (k, fmt_b(v)) for k, v in list(r21["rss_by_mapping_kb"].items())[:7]))
-        p("  CPU, run with 1 report         : %.2f ms (median of %d; start + TLS connect + 1 report + exit)"
-          % (c1 * 1000, len(r1s)))
-        p("  CPU, run with 21 reports       : %.2f ms (user %.2f + sys %.2f)"
-          % (r21["cpu_s"] * 1000, r21["utime_s"] * 1000, r21["stime_s"] * 1000))
-        p("  CPU per report ((21 - 1) / 20) : %.3f ms   target <= 2 ms" % (per * 1000))
-        ts = agent_report_times(os.path.join(work, "res-ours-21.err"))
-        if len(ts) >= 3 and r21.get("cpu_series"):
-            win = cpu_window(r21["cpu_series"], ts[1] - 0.2, ts[-1] - 0.2)
-            if win is not None:
-                cpu["cpu_per_report_window_ms"] = win / (len(ts) - 2) * 1000
-                p("  CPU per report, cross-check    : %.3f ms (CPU of all threads from report 2 to report %d, / %d)"
-                  % (cpu["cpu_per_report_window_ms"], len(ts), len(ts) - 2))
-        pc = j("proc-cost.json")
-        if pc:
-            cpu["proc_net_tcp_read_to_eof_ms"] = pc["read_to_eof_ms"]
-            cpu["proc_net_tcp_single_read_ms"] = pc["single_read_ms"]
-            cpu["tcp_ehash_entries"] = pc["tcp_ehash_entries"]
-            p("    of which kernel: reading /proc/net/tcp + tcp6 to EOF (8 KB reads, like the agent) costs %.2f ms"
-              " here (%.2f ms with one read() per file); TCP ehash has %s buckets, each read() walks all of them"
-              % (pc["read_to_eof_ms"], pc["single_read_ms"], fmt_b(pc["tcp_ehash_entries"])))
-    else:
-        p("  RSS/CPU runs failed")
-    res["resources_ours"] = {"binary_size": size, **cpu,
-                             **({"rss": {k: v for k, v in r21.items() if k != "cpu_series"}} if r21 else {})}
+    res["resources_ours"] = {"binary_size": size}
+    for prefix, label in (("def", "default settings"), ("ours", "--include-loopback true")):
+        r = resources(work, prefix, label, p)
+        if r:
+            res["resources_ours"]["loopback" if prefix == "ours" else "default"] = r
+    pc = j("proc-cost.json")
+    if pc:
+        res["resources_ours"]["kernel_cost"] = pc
+        p("  kernel CPU of listing TCP sockets once (both families; TCP ehash has %s buckets here):"
+          % fmt_b(pc["tcp_ehash_entries"]))
+        if pc.get("sock_diag_ms") is not None:
+            p("    sock_diag dump, LISTEN + ESTABLISHED, one per family (the agent): %.2f ms" % pc["sock_diag_ms"])
+        p("    /proc/net/tcp + tcp6 read to EOF with 8 KB reads (the agent's fallback): %.2f ms"
+          " (one walk of the table per read(), EOF read included; a single read() of each file: %.2f ms)"
+          % (pc["read_to_eof_ms"], pc["single_read_ms"]))
     s1s = [j(f) for f in sorted(os.listdir(work)) if f.startswith("res-small-1-") and f.endswith(".json")]
     s1s = [r for r in s1s if r and r["rc"] == 0]
     s21 = j("res-small-21.json")
@@ -288,9 +317,10 @@ def report(work):
         ts = agent_report_times(os.path.join(work, "res-small-21.err"))
         win = cpu_window(s21["cpu_series"], ts[1] - 0.2, ts[-1] - 0.2) if len(ts) >= 3 else None
         p("  with a device-sized TCP hash table (own network namespace, %s):" % info)
-        p("    CPU per report ((21 - 1) / 20) : %.3f ms%s; 1-report run %.2f ms; peak RSS %s kB VmHWM   target <= 2 ms"
+        p("    CPU per report ((21 - 1) / 20) : %.3f ms%s; 1-report run %.2f ms; peak RSS %s kB VmHWM, peak PSS %s kB"
+          "   target <= 2 ms"
           % (per * 1000, (" (cross-check %.3f ms)" % (win / (len(ts) - 2) * 1000)) if win else "",
-             c1 * 1000, fmt_b(s21["vmhwm_kb"])))
+             c1 * 1000, fmt_b(s21["vmhwm_kb"]), fmt_b(s21["pss_peak_kb"])))
         res["resources_ours"]["small_ehash"] = {"info": info, "cpu_per_report_ms": per * 1000, "cpu_1_report_s": c1,
                               "cpu_per_report_window_ms": (win / (len(ts) - 2) * 1000) if win else None,
                               "vmhwm_kb": s21["vmhwm_kb"]}
@@ -340,7 +370,8 @@ def report(work):
     if ka and ka["pings"]:
         ping_ours = statistics.mean(x["up"] + x["down"] for x in ka["pings"])
     noping = runs.get("ours-noping")
-    setups = [("ours CBOR short (default)", "ours-cbor-short"),
+    setups = [("ours defaults (CBOR short)", "ours-cbor-short-default"),
+              ("ours CBOR short, +loopback", "ours-cbor-short"),
               ("ours CBOR short, no replies", "ours-cbor-short-noreply"), ("ours CBOR long", "ours-cbor-long"),
               ("ours JSON short", "ours-json-short"), ("ours JSON long", "ours-json-long"),
               ("AWS agent JSON", "aws-json"), ("AWS agent CBOR", "aws-cbor")]
@@ -355,7 +386,7 @@ def report(work):
         if key.startswith("ours"):
             pings_day = 0
             ping_b = ping_ours
-            reconn = reconnect_ours if key == "ours-cbor-short" else None
+            reconn = reconnect_ours if key in ("ours-cbor-short", "ours-cbor-short-default") else None
             reconn_est = reconnect_ours  # same TLS/MQTT handshake for every encoding, bar topic lengths
         else:
             ping_b = statistics.mean(x["up"] + x["down"] for x in w["pings"]) if w["pings"] else 48
@@ -376,13 +407,20 @@ def report(work):
     p("   means of reports 2..N; connect = TCP/TLS handshake incl. session")
     p("   tickets + CONNECT/CONNACK + SUBSCRIBE/SUBACK; B/day at a 300 s interval = connect + 288 x report")
     p("   + pings/day x ping [+ 24 x reconnect]; ours: keepalive >= interval, so 0 pings/day;")
-    p("   AWS agent: 6 s keepalive -> 14,400 pings/day; its reconnect = measured second connection)")
+    p("   AWS agent: 6 s keepalive -> 14,400 pings/day; its reconnect = measured second connection;")
+    p("   defaults = no --include-loopback: this host's own sockets and traffic only, as on a device in production;")
+    p("   +loopback = the loopback sockets too, so both agents report the same sockets)")
     pr = res["projection"]
+    for key, label in (("ours-cbor-short-default", "defaults"), ("ours-cbor-short", "CBOR short +loopback")):
+        if key in pr:
+            o = pr[key]["bytes_per_day_1_connect"]
+            o24 = pr[key]["bytes_per_day_24_reconnects"]
+            p("  target <= 150 KB/device-day in CBOR: ours %s (payload %.0f B) %.1f KB (%.1f KiB) -> %s;"
+              " with 24 reconnects/day %.1f KB -> %s"
+              % (label, pr[key]["payload"], o / 1e3, o / 1024, "PASS" if o <= 150e3 else "MISS", o24 / 1e3,
+                 "PASS" if o24 <= 150e3 else "MISS"))
     if "ours-cbor-short" in pr:
         o = pr["ours-cbor-short"]["bytes_per_day_1_connect"]
-        o24 = pr["ours-cbor-short"]["bytes_per_day_24_reconnects"]
-        p("  target <= 150 KB/device-day in CBOR: ours CBOR short %.1f KB (%.1f KiB) -> %s; with 24 reconnects/day %.1f KB -> %s"
-          % (o / 1e3, o / 1024, "PASS" if o <= 150e3 else "MISS", o24 / 1e3, "PASS" if o24 <= 150e3 else "MISS"))
         osr = pr["ours-cbor-short"]
         w = runs["ours-cbor-short"]
         reply_rec = steady(w["reports"])["down"]
@@ -408,11 +446,11 @@ def report(work):
     p("")
     # --- details
     p("-- Details")
-    for key in ("ours-cbor-short", "aws-json", "aws-cbor"):
+    for key in ("ours-cbor-short-default", "ours-cbor-short", "aws-json", "aws-cbor"):
         w = runs.get(key)
         if w:
             c = w["conns"][0]
-            p("  %-16s first connect: up %s + down %s B; reports: %s" % (
+            p("  %-23s first connect: up %s + down %s B; reports: %s" % (
                 key, fmt_b(c["connect_up"]), fmt_b(c["connect_down"]),
                 ", ".join("%d+%d" % (r["up"], r["down"]) for r in w["reports"])))
     if rc:

@@ -6,7 +6,9 @@
 CPU: utime/stime of the process from wait4() (microsecond resolution; includes children it
 reaped). Memory: /proc/PID/status and /proc/PID/smaps_rollup are sampled every 20 ms while it
 runs; the last sample before exit gives VmHWM (peak RSS of the final program image, so a shell
-that exec()s the real program is not counted) and the peaks of RssAnon, RssFile and Pss.
+that exec()s the real program is not counted) and VmRSS (the steady figure at the end), and the
+peaks of RssAnon, RssFile, Pss, Pss_Anon, Pss_File, Private_Clean, Private_Dirty and
+Shared_Clean. pss_by_mapping_kb is like rss_by_mapping_kb for Pss.
 wait4's ru_maxrss is recorded too but is NOT the program's peak: Linux carries the RSS of the
 forked Python parent image (~14 MB) across exec() into it, and it also covers reaped children. rss_by_mapping_kb: resident kB per mapping from the last
 once-a-second read of /proc/PID/smaps. cpu_series: [epoch s, ns] samples of the CPU time of the
@@ -34,8 +36,8 @@ def read_kb(path, keys):
     return out
 
 
-def rss_by_mapping(pid):
-    """Resident kB per mapped file (or [heap], [stack], anon) from /proc/PID/smaps."""
+def by_mapping(pid, field="Rss:"):
+    """kB of `field` (Rss: or Pss:) per mapped file (or [heap], [stack], anon) from /proc/PID/smaps."""
     out, name = {}, None
     try:
         with open("/proc/%d/smaps" % pid) as f:
@@ -44,7 +46,7 @@ def rss_by_mapping(pid):
                 if "-" in first and not first.endswith(":"):
                     parts = line.split()
                     name = os.path.basename(parts[5]) if len(parts) > 5 else "[anon]"
-                elif first == "Rss:" and name is not None:
+                elif first == field and name is not None:
                     out[name] = out.get(name, 0) + int(line.split()[1])
     except (OSError, ValueError, IndexError):
         return None
@@ -79,27 +81,31 @@ def main():
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr)
     pid = proc.pid
-    peak = {"VmHWM": 0, "RssAnon": 0, "RssFile": 0, "Pss": 0, "Threads": 0}
+    rollup = ("Pss", "Pss_Anon", "Pss_File", "Private_Clean", "Private_Dirty", "Shared_Clean")
+    peak = {"VmHWM": 0, "VmRSS": 0, "RssAnon": 0, "RssFile": 0, "Threads": 0, **{k: 0 for k in rollup}}
     done = threading.Event()
     series = []  # [epoch seconds, CPU ns of the live threads]
     mappings = {}
+    pss_mappings = {}
 
     def sample():
         while not done.is_set():
-            s = read_kb("/proc/%d/status" % pid, ("VmHWM", "RssAnon", "RssFile", "Threads"))
-            r = read_kb("/proc/%d/smaps_rollup" % pid, ("Pss",))
+            s = read_kb("/proc/%d/status" % pid, ("VmHWM", "VmRSS", "RssAnon", "RssFile", "Threads"))
+            r = read_kb("/proc/%d/smaps_rollup" % pid, rollup)
             if len(series) % 50 == 10:  # about once a second
-                m = rss_by_mapping(pid)
-                if m and not done.is_set():
+                m, mp = by_mapping(pid, "Rss:"), by_mapping(pid, "Pss:")
+                if m and mp and not done.is_set():
                     mappings.clear()
                     mappings.update(m)
+                    pss_mappings.clear()
+                    pss_mappings.update(mp)
             c = task_cpu_ns(pid)
             if c is not None and not done.is_set():
                 series.append([round(time.time(), 4), c])
             if s and not done.is_set():
                 for k, v in list(s.items()) + list(r.items()):
-                    if k == "VmHWM":
-                        peak[k] = v  # already a high-water mark (of the current image)
+                    if k in ("VmHWM", "VmRSS"):
+                        peak[k] = v  # VmHWM is already a high-water mark; VmRSS: the last value
                     else:
                         peak[k] = max(peak[k], v)
             done.wait(0.02)
@@ -123,8 +129,15 @@ def main():
         "rss_anon_peak_kb": peak["RssAnon"],
         "rss_file_peak_kb": peak["RssFile"],
         "pss_peak_kb": peak["Pss"],
+        "pss_anon_peak_kb": peak["Pss_Anon"],
+        "pss_file_peak_kb": peak["Pss_File"],
+        "private_clean_peak_kb": peak["Private_Clean"],
+        "private_dirty_peak_kb": peak["Private_Dirty"],
+        "shared_clean_peak_kb": peak["Shared_Clean"],
+        "vmrss_last_kb": peak["VmRSS"],
         "threads_peak": peak["Threads"],
         "rss_by_mapping_kb": mappings,
+        "pss_by_mapping_kb": pss_mappings,
         "cpu_series": series,
     }
     with open(out_path, "w") as f:
