@@ -120,9 +120,14 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
                 _ = tick.tick() => {
                     let connected = events_broker.sessions().iter().map(|s| (events_authz.thing_of(s), s.remote_addr.ip())).collect::<Vec<_>>();
                     let points = cloud.flush(connected, events_state.now_ms());
-                    if let Err(e) = events_state.store.append_datapoints(points).await {
-                        tracing::error!(error = %e, "cannot store cloud-side metrics");
-                    }
+                    // Stored off the event path: with many things this write is large, and
+                    // awaiting it here would hold up every report behind it.
+                    let store = events_state.store.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = store.append_datapoints(points).await {
+                            tracing::error!(error = %e, "cannot store cloud-side metrics");
+                        }
+                    });
                 }
             }
         }
