@@ -1,26 +1,13 @@
 """Drives Warden's Device Defender Detect API with boto3: custom metrics, dimensions, security
 profiles and their targets, and the violations lists. Exits non-zero on the first failure. Run by
-the Rust test tests/it/defender_boto3.rs, which starts the server, records two violations (ids
+the Rust test tests/it/boto3.rs, which starts the server, records two violations (ids
 VIOLATION_ACTIVE, still in alarm, and VIOLATION_CLEARED) and passes WARDEN_ENDPOINT,
 WARDEN_ACCESS_KEY_ID and WARDEN_SECRET_ACCESS_KEY.
 """
 
 import datetime
-import os
-import sys
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import ClientError
-
-iot = boto3.client(
-    "iot",
-    endpoint_url=os.environ["WARDEN_ENDPOINT"],
-    region_name="eu-central-1",
-    aws_access_key_id=os.environ["WARDEN_ACCESS_KEY_ID"],
-    aws_secret_access_key=os.environ["WARDEN_SECRET_ACCESS_KEY"],
-    config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=30),
-)
+from common import check, fails_with, iot
 
 PROFILE, GROUP, PARENT = "boto-profile", "boto-lab", "boto-site"
 VIOLATION_ACTIVE = "37e18651d207bbc74236c13faf146127"
@@ -41,22 +28,6 @@ BATTERY = {
     "metric": "boto-battery",
     "criteria": {"comparisonOperator": "greater-than", "value": {"number": 75}, "consecutiveDatapointsToAlarm": 5},
 }
-
-
-def check(condition, what):
-    if not condition:
-        sys.exit(f"FAILED: {what}")
-    print(f"ok: {what}")
-
-
-def fails_with(code, status, call, **kwargs):
-    try:
-        call(**kwargs)
-    except ClientError as e:
-        got = (e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"])
-        check(got == (code, status), f"{call.__name__} fails with {code} ({status}), got {got}: {e}")
-        return e.response["Error"]["Message"]
-    sys.exit(f"FAILED: {call.__name__} succeeded, expected {code}")
 
 
 def main():

@@ -5,22 +5,8 @@ server and passes WARDEN_ENDPOINT, WARDEN_ACCESS_KEY_ID and WARDEN_SECRET_ACCESS
 
 import datetime
 import json
-import os
-import sys
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import ClientError
-
-iot = boto3.client(
-    "iot",
-    endpoint_url=os.environ["WARDEN_ENDPOINT"],
-    # Any region: Warden accepts the one the caller's profile names.
-    region_name="eu-central-1",
-    aws_access_key_id=os.environ["WARDEN_ACCESS_KEY_ID"],
-    aws_secret_access_key=os.environ["WARDEN_SECRET_ACCESS_KEY"],
-    config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=30),
-)
+from common import check, fails_with, iot
 
 THING, GROUP, POLICY = "boto-thing", "boto-group", "boto-policy"
 DOCUMENT = {
@@ -30,22 +16,6 @@ DOCUMENT = {
         {"Effect": "Allow", "Action": "iot:Publish", "Resource": "arn:aws:iot:*:*:topic/$aws/things/${iot:Connection.Thing.ThingName}/*"},
     ],
 }
-
-
-def check(condition, what):
-    if not condition:
-        sys.exit(f"FAILED: {what}")
-    print(f"ok: {what}")
-
-
-def fails_with(code, status, call, **kwargs):
-    try:
-        call(**kwargs)
-    except ClientError as e:
-        got = (e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"])
-        check(got == (code, status), f"{call.__name__} fails with {code} ({status}), got {got}: {e}")
-        return
-    sys.exit(f"FAILED: {call.__name__} succeeded, expected {code}")
 
 
 def main():
