@@ -98,7 +98,7 @@ impl CloudMetrics {
                     value,
                 });
             };
-            let count = |n| MetricValue { count: Some(n), ..Default::default() };
+            let count = MetricValue::count;
             push("aws:num-connection-attempts", count(c.connection_attempts));
             push("aws:num-disconnects", count(c.disconnects));
             push("aws:num-authorization-failures", count(c.authorization_failures));
@@ -109,7 +109,7 @@ impl CloudMetrics {
             }
             if !c.source_ips.is_empty() {
                 let cidrs = c.source_ips.iter().map(IpAddr::to_string).collect();
-                push("aws:source-ip-address", MetricValue { cidrs: Some(cidrs), ..Default::default() });
+                push("aws:source-ip-address", MetricValue::cidrs(cidrs));
             }
         }
         out

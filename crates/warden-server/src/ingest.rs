@@ -197,7 +197,7 @@ pub fn datapoints(thing: &str, report: &MetricReport, now_ms: i64) -> Vec<Datapo
             value,
         });
     };
-    let count = |n: u64| MetricValue { count: Some(n), ..Default::default() };
+    let count = MetricValue::count;
     if let Some(m) = &report.metrics {
         if let Some(ns) = &m.network_stats {
             for (metric, v) in [
@@ -218,7 +218,7 @@ pub fn datapoints(thing: &str, report: &MetricReport, now_ms: i64) -> Vec<Datapo
             if let Some(p) = ports {
                 let list: Vec<u16> = p.ports.iter().flatten().map(|p| p.port).collect();
                 push(num_metric, count(p.total.unwrap_or(list.len() as u64)));
-                push(set_metric, MetricValue { ports: Some(list), ..Default::default() });
+                push(set_metric, MetricValue::ports(list));
             }
         }
         if let Some(ec) = m.tcp_connections.as_ref().and_then(|tc| tc.established_connections.as_ref()) {
@@ -227,22 +227,17 @@ pub fn datapoints(thing: &str, report: &MetricReport, now_ms: i64) -> Vec<Datapo
             let mut ips: Vec<String> = conns.iter().map(|c| c.remote_addr.ip().to_string()).collect();
             ips.sort();
             ips.dedup();
-            push("aws:destination-ip-addresses", MetricValue { cidrs: Some(ips), ..Default::default() });
+            push("aws:destination-ip-addresses", MetricValue::cidrs(ips));
         }
     }
     for (name, v) in report.custom_metrics.iter().flatten() {
         let value = match v {
-            CustomMetricValue::Number(n) => MetricValue { number: Some(*n), ..Default::default() },
-            CustomMetricValue::NumberList(ns) => {
-                MetricValue { numbers: Some(ns.clone()), ..Default::default() }
+            CustomMetricValue::Number(n) => MetricValue::number(*n),
+            CustomMetricValue::NumberList(ns) => MetricValue::numbers(ns.clone()),
+            CustomMetricValue::StringList(ss) => MetricValue::strings(ss.clone()),
+            CustomMetricValue::IpList(ips) => {
+                MetricValue::cidrs(ips.iter().map(|ip| ip.to_string()).collect())
             }
-            CustomMetricValue::StringList(ss) => {
-                MetricValue { strings: Some(ss.clone()), ..Default::default() }
-            }
-            CustomMetricValue::IpList(ips) => MetricValue {
-                cidrs: Some(ips.iter().map(|ip| ip.to_string()).collect()),
-                ..Default::default()
-            },
         };
         push(name, value);
     }
