@@ -172,6 +172,9 @@ impl AccessControl for Authorizer {
 #[async_trait::async_trait]
 impl RegistryListener for Authorizer {
     async fn registry_changed(&self, change: &RegistryChange) {
+        if *change == RegistryChange::SecurityProfiles {
+            return;
+        }
         self.reload().await;
         // Sessions whose certificate or thing can no longer be used are dropped now rather than
         // at their next operation, as AWS IoT does for a deactivated certificate.

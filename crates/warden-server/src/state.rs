@@ -86,6 +86,9 @@ pub enum RegistryChange {
     Certificate { certificate_id: String },
     /// A thing was deleted.
     ThingDeleted { thing: String },
+    /// A security profile was created, updated, deleted, attached or detached, or a custom
+    /// metric or dimension its behaviors use changed: detection reloads its profiles.
+    SecurityProfiles,
 }
 
 /// Told about every registry change, after it is committed. The API awaits every listener
