@@ -6,20 +6,28 @@
 //! profile compiler enforces that for thresholds, and evaluation ignores a datapoint that lacks
 //! the field its behavior compares.
 
-/// A metric value in AWS's `MetricValue` shape (spec §4.2).
+/// A metric value in AWS's `MetricValue` shape (spec §4.2). With the `serde` feature it
+/// serialises with the AWS member names and without the unset ones, e.g. `{"count":1024}`.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct MetricValue {
     /// `aws:` numeric metrics: a non-negative integer.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
     pub count: Option<u64>,
     /// Custom `number` metrics.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
     pub number: Option<f64>,
     /// Custom `number-list` metrics.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
     pub numbers: Option<Vec<f64>>,
     /// Custom `string-list` metrics.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
     pub strings: Option<Vec<String>>,
     /// `aws:listening-tcp-ports`, `aws:listening-udp-ports`.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
     pub ports: Option<Vec<u16>>,
     /// IP metrics and custom `ip-address-list` metrics: addresses or CIDR blocks as text.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
     pub cidrs: Option<Vec<String>>,
 }
 

@@ -108,7 +108,7 @@ impl CloudMetrics {
                 push("aws:message-byte-size", count(max));
             }
             if !c.source_ips.is_empty() {
-                let cidrs = c.source_ips.iter().map(IpAddr::to_string).collect();
+                let cidrs = c.source_ips.iter().map(IpAddr::to_string);
                 push("aws:source-ip-address", MetricValue::cidrs(cidrs));
             }
         }

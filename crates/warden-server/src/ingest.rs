@@ -235,9 +235,7 @@ pub fn datapoints(thing: &str, report: &MetricReport, now_ms: i64) -> Vec<Datapo
             CustomMetricValue::Number(n) => MetricValue::number(*n),
             CustomMetricValue::NumberList(ns) => MetricValue::numbers(ns.clone()),
             CustomMetricValue::StringList(ss) => MetricValue::strings(ss.clone()),
-            CustomMetricValue::IpList(ips) => {
-                MetricValue::cidrs(ips.iter().map(|ip| ip.to_string()).collect())
-            }
+            CustomMetricValue::IpList(ips) => MetricValue::cidrs(ips.iter().map(|ip| ip.to_string())),
         };
         push(name, value);
     }

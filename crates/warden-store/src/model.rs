@@ -9,8 +9,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::StoreError;
 
 /// A registered device (AWS `DescribeThing`).
@@ -180,63 +178,22 @@ pub struct IngestState {
     pub accepted_at_ms: i64,
 }
 
-/// A metric value in AWS's `MetricValue` shape: one of the fields is set, according to the
-/// metric's type. Serialises with the AWS field names and without the unset ones, e.g.
-/// `{"count":1024}` or `{"ports":[22,443]}`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct MetricValue {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub count: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub number: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub numbers: Option<Vec<f64>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub strings: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ports: Option<Vec<u16>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cidrs: Option<Vec<String>>,
-}
+/// A metric value in AWS's `MetricValue` shape: the detection engine's own type, stored as
+/// JSON with the AWS field names and without the unset ones, e.g. `{"count":1024}`.
+pub use warden_detect::MetricValue;
 
-impl MetricValue {
-    pub fn count(count: u64) -> Self {
-        MetricValue { count: Some(count), ..MetricValue::default() }
+/// A value is stored as JSON, which has no NaN or infinity, so those would come back as
+/// something else; refuse them instead. An empty value says nothing and is refused too.
+pub(crate) fn check_value(value: &MetricValue) -> Result<(), StoreError> {
+    let finite = value.number.is_none_or(f64::is_finite)
+        && value.numbers.as_ref().is_none_or(|ns| ns.iter().all(|n| n.is_finite()));
+    if !finite {
+        return Err(StoreError::invalid("metric values must be finite numbers"));
     }
-
-    pub fn number(number: f64) -> Self {
-        MetricValue { number: Some(number), ..MetricValue::default() }
+    if *value == MetricValue::default() {
+        return Err(StoreError::invalid("a metric value needs at least one field"));
     }
-
-    pub fn numbers(numbers: Vec<f64>) -> Self {
-        MetricValue { numbers: Some(numbers), ..MetricValue::default() }
-    }
-
-    pub fn strings(strings: Vec<String>) -> Self {
-        MetricValue { strings: Some(strings), ..MetricValue::default() }
-    }
-
-    pub fn ports(ports: Vec<u16>) -> Self {
-        MetricValue { ports: Some(ports), ..MetricValue::default() }
-    }
-
-    pub fn cidrs(cidrs: Vec<String>) -> Self {
-        MetricValue { cidrs: Some(cidrs), ..MetricValue::default() }
-    }
-
-    /// A value is stored as JSON, which has no NaN or infinity, so those would come back as
-    /// something else; refuse them instead. An empty value says nothing and is refused too.
-    pub(crate) fn check(&self) -> Result<(), StoreError> {
-        let finite = self.number.is_none_or(f64::is_finite)
-            && self.numbers.as_ref().is_none_or(|ns| ns.iter().all(|n| n.is_finite()));
-        if !finite {
-            return Err(StoreError::invalid("metric values must be finite numbers"));
-        }
-        if *self == MetricValue::default() {
-            return Err(StoreError::invalid("a metric value needs at least one field"));
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// One observation of one metric of one thing.

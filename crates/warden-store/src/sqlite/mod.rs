@@ -231,7 +231,7 @@ fn check_datapoint(dp: &Datapoint) -> Result<EncodedDatapoint> {
             dp.timestamp_ms
         )));
     }
-    dp.value.check()?;
+    crate::model::check_value(&dp.value)?;
     let value = serde_json::to_string(&dp.value)
         .map_err(|e| StoreError::invalid(format!("cannot encode metric value: {e}")))?;
     Ok(EncodedDatapoint {

@@ -37,9 +37,9 @@ fn metric_values_serialise_in_the_aws_shape() {
     check(MetricValue::count(1024), r#"{"count":1024}"#);
     check(MetricValue::number(1.5), r#"{"number":1.5}"#);
     check(MetricValue::numbers(vec![1.0, -2.5]), r#"{"numbers":[1.0,-2.5]}"#);
-    check(MetricValue::strings(vec!["a".into()]), r#"{"strings":["a"]}"#);
+    check(MetricValue::strings(["a"]), r#"{"strings":["a"]}"#);
     check(MetricValue::ports(vec![22, 443]), r#"{"ports":[22,443]}"#);
-    check(MetricValue::cidrs(vec!["10.0.0.0/8".into()]), r#"{"cidrs":["10.0.0.0/8"]}"#);
+    check(MetricValue::cidrs(["10.0.0.0/8"]), r#"{"cidrs":["10.0.0.0/8"]}"#);
     check(MetricValue::default(), "{}");
 }
 
@@ -52,7 +52,7 @@ async fn every_value_shape_round_trips() {
         MetricValue::numbers(vec![1e300, 0.1, -7.0]),
         MetricValue::strings(vec!["α".into(), String::new()]),
         MetricValue::ports(vec![0, 8883, 65535]),
-        MetricValue::cidrs(vec!["192.0.2.1/32".into(), "2001:db8::/32".into()]),
+        MetricValue::cidrs(["192.0.2.1/32", "2001:db8::/32"]),
         MetricValue { count: Some(3), ports: Some(vec![1]), ..MetricValue::default() },
         // An empty set (no listening ports) is a value, not an absent one.
         MetricValue::ports(Vec::new()),
