@@ -11,13 +11,21 @@
 #      RATES=1000,2000,3000,4000,5000,6000,8000,10000,15000,20000,30000,40000
 #                                offered aggregate reports/s, one step each; a pass stops after
 #                                the first step whose replies fall below 90% of the offered rate
+#      STOP_WHEN_SATURATED=true  false: run every rate of RATES even past saturation, to see whether
+#                                throughput holds at capacity under overload (Warden only)
 #      CLOUD_CHECK_RATE=2000     extra run with cloud-side metrics every 5 s: 1000/s, then this (0: skip)
 #      PASSES=unpinned,pinned    "pinned": server on CPU 0, generator on CPU 1 (taskset)
 #      STEP_SECS=8 WARMUP_SECS=2 measured seconds per step, after a warm-up at that rate
 #      QOS=0                     QoS of the reports (the Warden agent's default is 0)
 #      SRC=head|worktree         build the committed HEAD (+ the load generator) in a snapshot
 #                                under target/server-bench (default), or the working tree as is
+#      OVERLAY="path ..."        with SRC=head: files copied from the working tree over the snapshot
+#                                (paths relative to the repo), to measure one engineer's changes
+#                                without the rest of the tree's work in progress
+#      SNAPSHOT_EXCLUDE=REGEX    with SRC=snapshot: leave out the paths matching this (grep) regex,
+#                                e.g. a crate someone is creating whose manifest does not parse yet
 #      SKIP_BUILD=1              use the binaries already built
+#      BUILD_ONLY=1              build, print the binaries' paths and stop
 #      SKIP_MOSQUITTO=1          Warden only
 #      KEEP=1                    keep the work directory (default: removed; its path is printed)
 #      QUIET_WAIT=300            before each load phase, wait up to this many seconds for the
@@ -86,9 +94,11 @@ cd "$ROOT" || die "no repo"
 # SRC=head (default) builds the committed HEAD, plus this benchmark's own files from the working
 # tree (the load generator), in a snapshot under target/server-bench with its own target dir, so
 # that work in progress elsewhere in the tree neither breaks nor changes what is measured.
+# SRC=snapshot does the same with a copy of the whole working tree (tracked and untracked files)
+# taken when the script starts, so edits made during the long build do not change the binaries.
 # SRC=worktree builds the working tree as it is, into target/release.
 SRC=${SRC:-head}
-if [ "$SRC" = head ]; then
+if [ "$SRC" = head ] || [ "$SRC" = snapshot ]; then
   SNAP=$ROOT/target/server-bench/src
   export CARGO_TARGET_DIR=$ROOT/target/server-bench/target
   WARDEN=$CARGO_TARGET_DIR/release/warden
@@ -99,9 +109,19 @@ if [ "$SRC" = head ]; then
       mkdir -p "$CARGO_TARGET_DIR" && cp -r "$ROOT/target/release" "$CARGO_TARGET_DIR/"
     fi
     TMP_SRC=$(mktemp -d /tmp/warden-server-src.XXXXXX)
-    git -C "$ROOT" archive HEAD | tar -x -C "$TMP_SRC" || die "git archive failed"
+    if [ "$SRC" = snapshot ]; then
+      git -C "$ROOT" ls-files -z --cached --others --exclude-standard \
+        | { if [ -n "${SNAPSHOT_EXCLUDE:-}" ]; then grep -zv -- "$SNAPSHOT_EXCLUDE"; else cat; fi; } \
+        | (cd "$ROOT" && xargs -0 cp --parents -t "$TMP_SRC" 2>/dev/null)
+      [ -f "$TMP_SRC/Cargo.toml" ] || die "snapshot of the working tree failed"
+    else
+      git -C "$ROOT" archive HEAD | tar -x -C "$TMP_SRC" || die "git archive failed"
+    fi
     mkdir -p "$TMP_SRC/crates/warden-server/examples"
     cp "$ROOT"/crates/warden-server/examples/*.rs "$TMP_SRC/crates/warden-server/examples/"
+    for f in ${OVERLAY:-}; do
+      mkdir -p "$(dirname "$TMP_SRC/$f")" && cp "$ROOT/$f" "$TMP_SRC/$f" || die "overlay: cannot copy $f"
+    done
     # Copy only files whose content changed, so cargo rebuilds only what changed.
     python3 - "$TMP_SRC" "$SNAP" <<'EOF'
 import filecmp, os, shutil, sys
@@ -123,11 +143,13 @@ for root, dirs, files in os.walk(dst, topdown=False):
         shutil.rmtree(root, ignore_errors=True)
 EOF
     rm -rf "$TMP_SRC"
-    log "building HEAD $(git -C "$ROOT" rev-parse --short HEAD) + the load generator (release, $CARGO_TARGET_DIR)"
+    log "building $SRC at $(git -C "$ROOT" rev-parse --short HEAD) + the load generator (release, $CARGO_TARGET_DIR)"
     (cd "$SNAP" && cargo build --release -p warden >&2 && cargo build --release -p warden-server --example loadgen >&2) \
       || die "build failed"
   fi
   BUILT_FROM="HEAD $(git -C "$ROOT" rev-parse --short HEAD) (git archive), load generator from the working tree"
+  [ "$SRC" = snapshot ] && BUILT_FROM="snapshot of the working tree at $(git -C "$ROOT" rev-parse --short HEAD) with $(git -C "$ROOT" status --porcelain --untracked-files=no | wc -l) modified files"
+  [ -n "${OVERLAY:-}" ] && BUILT_FROM="$BUILT_FROM, plus from the working tree: $(echo $OVERLAY)"
 else
   if [ "${SKIP_BUILD:-0}" != 1 ]; then
     log "building warden and the load generator (release, working tree)"
@@ -137,6 +159,7 @@ else
   BUILT_FROM="working tree at $(git -C "$ROOT" rev-parse --short HEAD) with $(git -C "$ROOT" status --porcelain --untracked-files=no | wc -l) modified files"
 fi
 [ -x "$WARDEN" ] && [ -x "$LOADGEN" ] || die "missing $WARDEN or $LOADGEN"
+if [ "${BUILD_ONLY:-0}" = 1 ]; then echo "$WARDEN $LOADGEN"; exit 0; fi
 
 DATA=$WORK/data
 MQTT_PORT=$(free_port)
@@ -247,6 +270,7 @@ log "load generator against warden (pid $SERVER_PID)"
 "$LOADGEN" run --target warden --port "$MQTT_PORT" --devices "$WORK/devices.jsonl" --ca "$DATA/pki/ca.crt" \
   --server-pid "$SERVER_PID" --metrics "127.0.0.1:$HTTP_PORT" --mem-at "$MEM_AT" --rates "$RATES" \
   --passes "$PASSES" --step-secs "$STEP_SECS" --warmup-secs "$WARMUP_SECS" --qos "$QOS" \
+  --stop-when-saturated "${STOP_WHEN_SATURATED:-true}" \
   >"$WORK/warden.jsonl" 2> >(tee "$WORK/loadgen-warden.err" >&2) || log "load generator (warden) failed"
 log "one registration through the REST API with $DEVICES things registered, devices disconnected"
 extra rest_registration_after "$(rest_registration bench-probe-2)"

@@ -237,6 +237,18 @@ impl Broker {
         kicked
     }
 
+    /// Installs what to do with a device's PUBLISH (identity, topic, payload) that was dropped
+    /// because the event channel stayed full for `published_backpressure`, for example answer
+    /// it. Called on the publishing session's task: it must not block (spawn anything slow),
+    /// and must not hold the broker (use a `Weak`), or the broker could never be shut down.
+    /// Once per broker: `false` if a handler was installed already.
+    pub fn on_dropped_publish(
+        &self,
+        handler: impl Fn(&Arc<Identity>, &str, &Bytes) + Send + Sync + 'static,
+    ) -> bool {
+        self.state.events.on_dropped(Arc::new(handler))
+    }
+
     /// The identities of the live sessions.
     pub fn sessions(&self) -> Vec<Arc<Identity>> {
         self.state.live_sessions().into_iter().map(|(_, identity)| identity).collect()

@@ -29,7 +29,15 @@ pub struct BrokerConfig {
     /// agents do) is kept after it disconnects, with its subscriptions and queued messages.
     /// Default 1 hour, the AWS IoT default for persistent sessions.
     pub session_expiry: Duration,
-    /// Time allowed for the TLS handshake, and then again for the CONNECT packet. Default 10 s.
+    /// Time allowed for the TLS handshake, and then again for the CONNECT packet once its first
+    /// bytes have arrived. Default 10 s.
+    ///
+    /// Limit (rmqtt 0.24.0): between the end of the TLS handshake and the first bytes of
+    /// CONNECT, rmqtt-net's protocol-version probe reads with no timeout at all, so a client
+    /// that completes the handshake and then sends nothing keeps its connection until it goes
+    /// away (TCP keepalive only detects dead peers). Only holders of a certificate from the
+    /// trusted CA get that far; a raw TCP connection or a stalled handshake is closed after
+    /// this timeout (`tests/it/idle.rs`). rmqtt exposes no setting for the probe.
     pub handshake_timeout: Duration,
 }
 

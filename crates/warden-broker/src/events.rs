@@ -10,10 +10,13 @@
 //! control. After the wait the report is dropped and counted in
 //! [`BrokerStats::published_dropped`], and the publish is still acknowledged as successful:
 //! the device did nothing wrong, and refusing would make it retry into the same congestion.
+//! So that a dropped report is not lost silently, the server may install a handler
+//! ([`Broker::on_dropped_publish`](crate::Broker::on_dropped_publish)), which is called with it
+//! right there and can answer the device.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -147,19 +150,38 @@ impl Counters {
     }
 }
 
+/// What the server does with a device's PUBLISH that the broker had to drop because the event
+/// channel stayed full for `published_backpressure` (see `Broker::on_dropped_publish`).
+pub(crate) type DroppedPublishHandler = Arc<dyn Fn(&Arc<Identity>, &str, &Bytes) + Send + Sync>;
+
 /// The sending half of the event channel, shared by all hook invocations.
-#[derive(Debug)]
 pub(crate) struct EventSink {
     /// `None` once the broker shut down: dropping the only sender is what ends the consumer's
     /// `recv()` loop. A std `RwLock` because it is only held for a `try_send` or a clone, never
     /// across an `.await`.
     tx: RwLock<Option<mpsc::Sender<BrokerEvent>>>,
     published_backpressure: Duration,
+    /// Set once by the server; see [`DroppedPublishHandler`].
+    dropped: OnceLock<DroppedPublishHandler>,
+}
+
+impl std::fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventSink")
+            .field("published_backpressure", &self.published_backpressure)
+            .field("dropped_handler", &self.dropped.get().is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl EventSink {
     pub(crate) fn new(tx: mpsc::Sender<BrokerEvent>, published_backpressure: Duration) -> EventSink {
-        EventSink { tx: RwLock::new(Some(tx)), published_backpressure }
+        EventSink { tx: RwLock::new(Some(tx)), published_backpressure, dropped: OnceLock::new() }
+    }
+
+    /// Installs the handler for dropped publishes; `false` if one was installed already.
+    pub(crate) fn on_dropped(&self, handler: DroppedPublishHandler) -> bool {
+        self.dropped.set(handler).is_ok()
     }
 
     /// Offers `event` without waiting; counts it in `events_dropped` if the channel is full.
@@ -182,16 +204,30 @@ impl EventSink {
                 None => return,
             }
         };
-        match tokio::time::timeout(self.published_backpressure, tx.send(event)).await {
-            Ok(_) => {}
+        // Usually there is room: no timer is armed for that.
+        let event = match tx.try_send(event) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+            Err(mpsc::error::TrySendError::Full(event)) => event,
+        };
+        let permit = match tokio::time::timeout(self.published_backpressure, tx.reserve()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_closed)) => return,
             Err(_elapsed) => {
                 Counters::inc(&counters.published_dropped);
                 tracing::warn!(
                     wait = ?self.published_backpressure,
                     "event consumer too slow: a device report was dropped"
                 );
+                if let (Some(handler), BrokerEvent::Published { identity, topic, payload, .. }) =
+                    (self.dropped.get(), &event)
+                {
+                    handler(identity, topic, payload);
+                }
+                return;
             }
-        }
+        };
+        permit.send(event);
     }
 
     /// Drops the sender, so the consumer sees the end of the stream once it drained it.

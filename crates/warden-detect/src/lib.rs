@@ -53,6 +53,7 @@ mod criteria;
 mod engine;
 mod metric;
 mod profile;
+pub mod rule;
 mod state;
 mod value;
 

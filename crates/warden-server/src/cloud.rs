@@ -8,13 +8,80 @@
 //! message the thing sent in the period; AWS evaluates each message, and a rule "size > N" holds
 //! for some message exactly when it holds for the largest) and `aws:source-ip-address` (the
 //! addresses it connected from). Things that were connected during the period but quiet get
-//! zero counts, because "no messages" is a measurement. Pure: events and `now` in, datapoints out.
+//! zero counts, because "no messages" is a measurement.
+//!
+//! Behaviors may narrow a message metric to the topics of a `TOPIC_FILTER` dimension (`IN`: topics
+//! matching one of its filters; `NOT_IN`: matching none). Only the series some behavior uses are
+//! counted, [`DimensionSeries`] set by detection at each period's start. Pure: events and `now`
+//! in, datapoints out.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use warden_broker::{BrokerEvent, Identity, is_valid_thing_name};
+use warden_detect::{DimensionOperator, MetricDimension};
 use warden_store::{Datapoint, MetricValue};
+
+/// The message metrics a `TOPIC_FILTER` dimension can narrow.
+const DIMENSIONED_METRICS: [&str; 4] = [
+    "aws:num-messages-sent",
+    "aws:num-messages-received",
+    "aws:message-byte-size",
+    "aws:num-authorization-failures",
+];
+
+/// A message metric counted only for topics that a dimension selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DimensionSeries {
+    pub metric: String,
+    pub dimension: MetricDimension,
+    /// The dimension's topic filters (`stringValues`).
+    pub filters: Vec<String>,
+}
+
+impl DimensionSeries {
+    /// Whether a message on `topic` counts for this series.
+    fn selects(&self, topic: &str) -> bool {
+        let matched = self.filters.iter().any(|f| topic_matches(f, topic));
+        matched == (self.dimension.operator == DimensionOperator::In)
+    }
+
+    /// Whether the metric can be narrowed by a topic dimension at all.
+    pub fn supported(metric: &str) -> bool {
+        DIMENSIONED_METRICS.contains(&metric)
+    }
+}
+
+/// MQTT topic filter matching: `+` is one level, a trailing `#` any number (also none).
+pub fn topic_matches(filter: &str, topic: &str) -> bool {
+    let mut levels = topic.split('/');
+    for f in filter.split('/') {
+        match (f, levels.next()) {
+            ("#", _) => return true,
+            ("+", Some(_)) => {}
+            (f, Some(t)) if f == t => {}
+            _ => return false,
+        }
+    }
+    levels.next().is_none()
+}
+
+/// One thing's count (or largest size) in one dimension series.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct SeriesCounter {
+    count: u64,
+    max_bytes: Option<u64>,
+}
+
+/// A period's datapoints: the undivided series, stored and evaluated, and the dimensioned ones.
+#[derive(Debug, Default)]
+pub struct Period {
+    pub points: Vec<Datapoint>,
+    /// Per thing, the dimensioned datapoints for detection. Those of `IN` dimensions are also
+    /// in `points` (with the dimension's name), for `ListMetricValues`.
+    pub dimensioned: Vec<(String, warden_detect::Datapoint)>,
+}
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Counters {
@@ -25,12 +92,15 @@ struct Counters {
     messages_received: u64,
     max_message_bytes: Option<u64>,
     source_ips: BTreeSet<IpAddr>,
+    /// By index into the period's dimension series.
+    series: HashMap<usize, SeriesCounter>,
 }
 
 /// The aggregation of the current period.
 #[derive(Debug, Default)]
 pub struct CloudMetrics {
     things: HashMap<String, Counters>,
+    series: Arc<Vec<DimensionSeries>>,
 }
 
 impl CloudMetrics {
@@ -40,6 +110,29 @@ impl CloudMetrics {
 
     fn thing(&mut self, thing: &str) -> &mut Counters {
         self.things.entry(thing.to_owned()).or_default()
+    }
+
+    /// The dimension series to count from now on. Counts of the series before are dropped:
+    /// a behavior added mid-period sees a partial first period, as after a restart.
+    pub fn set_series(&mut self, series: Arc<Vec<DimensionSeries>>) {
+        if !Arc::ptr_eq(&self.series, &series) {
+            self.things.values_mut().for_each(|c| c.series.clear());
+            self.series = series;
+        }
+    }
+
+    /// Counts a message on `topic` of `metric` (with its size) for every series selecting it.
+    fn count_series(&mut self, thing: &str, metric: &str, topic: &str, bytes: Option<u64>) {
+        if self.series.is_empty() {
+            return;
+        }
+        let series = self.series.clone();
+        let counters = &mut self.thing(thing).series;
+        for (i, _) in series.iter().enumerate().filter(|(_, s)| s.metric == metric && s.selects(topic)) {
+            let c = counters.entry(i).or_default();
+            c.count += 1;
+            c.max_bytes = c.max_bytes.max(bytes);
+        }
     }
 
     /// Counts one broker event. `thing_of` names the thing a session acts as (its certificate
@@ -61,34 +154,72 @@ impl CloudMetrics {
             }
             BrokerEvent::ConnectRefused { .. } => {}
             BrokerEvent::Disconnected { identity, .. } => self.thing(&thing_of(identity)).disconnects += 1,
-            BrokerEvent::Published { identity, payload, .. } => {
-                let c = self.thing(&thing_of(identity));
+            BrokerEvent::Published { identity, payload, topic, .. } => {
+                let thing = thing_of(identity);
+                let bytes = payload.len() as u64;
+                let c = self.thing(&thing);
                 c.messages_sent += 1;
-                c.max_message_bytes = c.max_message_bytes.max(Some(payload.len() as u64));
+                c.max_message_bytes = c.max_message_bytes.max(Some(bytes));
+                self.count_series(&thing, "aws:num-messages-sent", topic.as_ref(), None);
+                self.count_series(&thing, "aws:message-byte-size", topic.as_ref(), Some(bytes));
             }
-            BrokerEvent::PublishDenied { identity, .. } | BrokerEvent::SubscribeDenied { identity, .. } => {
-                self.thing(&thing_of(identity)).authorization_failures += 1
+            BrokerEvent::PublishDenied { identity, topic: name, .. }
+            | BrokerEvent::SubscribeDenied { identity, filter: name, .. } => {
+                let thing = thing_of(identity);
+                self.thing(&thing).authorization_failures += 1;
+                self.count_series(&thing, "aws:num-authorization-failures", name.as_ref(), None);
             }
             // The server refused a delivery: not a request the device made.
             BrokerEvent::ReceiveDenied { .. } => {}
-            BrokerEvent::Delivered { identity, .. } => self.thing(&thing_of(identity)).messages_received += 1,
+            BrokerEvent::Delivered { identity, topic, .. } => {
+                let thing = thing_of(identity);
+                self.thing(&thing).messages_received += 1;
+                self.count_series(&thing, "aws:num-messages-received", topic.as_ref(), None);
+            }
         }
     }
 
     /// Ends the period: the datapoints of every thing that was active or connected (`connected`
     /// lists the things with a live session and their addresses), stamped `now_ms`.
-    pub fn flush(
-        &mut self,
-        connected: impl IntoIterator<Item = (String, IpAddr)>,
-        now_ms: i64,
-    ) -> Vec<Datapoint> {
+    pub fn flush(&mut self, connected: impl IntoIterator<Item = (String, IpAddr)>, now_ms: i64) -> Period {
         for (thing, ip) in connected {
             self.thing(&thing).source_ips.insert(ip);
         }
         let mut things: Vec<(String, Counters)> = self.things.drain().collect();
         things.sort_by(|a, b| a.0.cmp(&b.0));
         let mut out = Vec::new();
+        let mut dimensioned = Vec::new();
         for (thing, c) in things {
+            // Every series of the period gets a datapoint, zero when nothing matched.
+            for (i, s) in self.series.iter().enumerate() {
+                let counted = c.series.get(&i).cloned().unwrap_or_default();
+                let value = if s.metric == "aws:message-byte-size" {
+                    match counted.max_bytes {
+                        Some(max) => MetricValue::count(max),
+                        None => continue,
+                    }
+                } else {
+                    MetricValue::count(counted.count)
+                };
+                if s.dimension.operator == DimensionOperator::In {
+                    out.push(Datapoint {
+                        thing: thing.clone(),
+                        metric: s.metric.clone(),
+                        dimension: Some(s.dimension.name.clone()),
+                        timestamp_ms: now_ms,
+                        value: value.clone(),
+                    });
+                }
+                dimensioned.push((
+                    thing.clone(),
+                    warden_detect::Datapoint {
+                        metric: s.metric.clone(),
+                        dimension: Some(s.dimension.clone()),
+                        timestamp_ms: now_ms,
+                        value,
+                    },
+                ));
+            }
             let mut push = |metric: &str, value: MetricValue| {
                 out.push(Datapoint {
                     thing: thing.clone(),
@@ -112,7 +243,7 @@ impl CloudMetrics {
                 push("aws:source-ip-address", MetricValue::cidrs(cidrs));
             }
         }
-        out
+        Period { points: out, dimensioned }
     }
 }
 
@@ -178,7 +309,7 @@ mod tests {
         ] {
             m.observe(&e, |id| id.thing.clone());
         }
-        let points = m.flush([], 1_000);
+        let points = m.flush([], 1_000).points;
         assert_eq!(count(&points, "dev-1", "aws:num-connection-attempts"), Some(2));
         assert_eq!(count(&points, "dev-1", "aws:num-disconnects"), Some(1));
         assert_eq!(count(&points, "dev-1", "aws:num-authorization-failures"), Some(3));
@@ -190,18 +321,89 @@ mod tests {
             Some(vec!["10.0.0.1".to_owned(), "10.0.0.2".to_owned()])
         );
         assert!(points.iter().all(|d| d.timestamp_ms == 1_000 && d.thing == "dev-1"));
-        assert!(m.flush([], 2_000).is_empty(), "a flush starts a new period");
+        assert!(m.flush([], 2_000).points.is_empty(), "a flush starts a new period");
     }
 
     #[test]
     fn connected_but_quiet_things_get_zero_counts() {
         let mut m = CloudMetrics::new();
-        let points = m.flush([("dev-2".to_owned(), "10.0.0.9".parse().unwrap())], 5);
+        let points = m.flush([("dev-2".to_owned(), "10.0.0.9".parse().unwrap())], 5).points;
         assert_eq!(count(&points, "dev-2", "aws:num-messages-sent"), Some(0));
         assert_eq!(value(&points, "dev-2", "aws:message-byte-size"), None, "no message, no size");
         assert_eq!(
             value(&points, "dev-2", "aws:source-ip-address").and_then(|v| v.cidrs),
             Some(vec!["10.0.0.9".to_owned()])
+        );
+    }
+
+    #[test]
+    fn topic_filters_match_like_mqtt() {
+        for (filter, topic, matches) in [
+            ("things/+/telemetry", "things/dev-1/telemetry", true),
+            ("things/+/telemetry", "things/dev-1/logs", false),
+            ("things/#", "things", true),
+            ("things/#", "things/dev-1/a/b", true),
+            ("#", "anything/at/all", true),
+            ("things/dev-1", "things/dev-1/more", false),
+            ("things/dev-1/+", "things/dev-1", false),
+            ("a/+", "a/", true),
+        ] {
+            assert_eq!(topic_matches(filter, topic), matches, "{filter} vs {topic}");
+        }
+    }
+
+    #[test]
+    fn dimension_series_count_the_topics_they_select() {
+        let a = id("dev-1", "10.0.0.1");
+        let series = |metric: &str, operator| DimensionSeries {
+            metric: metric.into(),
+            dimension: MetricDimension { name: "Telemetry".into(), operator },
+            filters: vec!["things/+/telemetry".into()],
+        };
+        let mut m = CloudMetrics::new();
+        m.set_series(Arc::new(vec![
+            series("aws:num-messages-sent", DimensionOperator::In),
+            series("aws:num-messages-sent", DimensionOperator::NotIn),
+            series("aws:message-byte-size", DimensionOperator::In),
+            series("aws:num-messages-received", DimensionOperator::In),
+        ]));
+        let publish = |topic: &str, size: usize| BrokerEvent::Published {
+            identity: a.clone(),
+            topic: topic.into(),
+            payload: vec![0; size].into(),
+            qos: 0,
+        };
+        for e in [
+            publish("things/dev-1/telemetry", 10),
+            publish("things/dev-1/telemetry", 70),
+            publish("x/y", 500),
+        ] {
+            m.observe(&e, |id| id.thing.clone());
+        }
+        let period = m.flush([], 9);
+        let of = |operator, metric: &str| {
+            period
+                .dimensioned
+                .iter()
+                .find(|(t, d)| {
+                    t == "dev-1" && d.metric == metric && d.dimension.as_ref().unwrap().operator == operator
+                })
+                .map(|(_, d)| d.value.count.unwrap())
+        };
+        assert_eq!(of(DimensionOperator::In, "aws:num-messages-sent"), Some(2));
+        assert_eq!(of(DimensionOperator::NotIn, "aws:num-messages-sent"), Some(1));
+        assert_eq!(of(DimensionOperator::In, "aws:message-byte-size"), Some(70));
+        assert_eq!(of(DimensionOperator::In, "aws:num-messages-received"), Some(0), "zero is a measurement");
+        // IN series are stored under the dimension's name; NOT_IN ones only evaluated.
+        let stored: Vec<_> = period
+            .points
+            .iter()
+            .filter(|d| d.dimension.is_some())
+            .map(|d| (d.metric.as_str(), d.value.count.unwrap()))
+            .collect();
+        assert_eq!(
+            stored,
+            [("aws:num-messages-sent", 2), ("aws:message-byte-size", 70), ("aws:num-messages-received", 0)]
         );
     }
 }

@@ -24,6 +24,8 @@ pub struct ServerConfig {
     pub ingest: IngestSection,
     pub cloud_metrics: CloudMetricsSection,
     pub storage: StorageSection,
+    pub detect: DetectSection,
+    pub alerts: AlertsSection,
     /// AWS access keys accepted for SigV4-signed API requests (boto3, the aws CLI).
     pub access_keys: Vec<AccessKey>,
 }
@@ -72,6 +74,29 @@ pub struct StorageSection {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectSection {
+    /// How often devices report. A behavior's `durationSeconds` window spans
+    /// `durationSeconds / 300` of these periods, so with `period = "10s"` a 300 s behavior
+    /// judges each 10 s report on its own, as AWS judges each 5-minute report.
+    #[serde(with = "humantime_serde")]
+    pub period: Duration,
+    /// An alarm whose behavior gets no datapoint for this long is invalidated (AWS: two days).
+    #[serde(with = "humantime_serde")]
+    pub max_silence: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsSection {
+    /// Tries per alert and subscriber before the delivery is given up.
+    pub attempts: u32,
+    /// The wait before the first retry; it doubles for each next one.
+    #[serde(with = "humantime_serde")]
+    pub retry_delay: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessKey {
     pub access_key_id: String,
@@ -89,6 +114,8 @@ impl Default for ServerConfig {
             ingest: IngestSection::default(),
             cloud_metrics: CloudMetricsSection::default(),
             storage: StorageSection::default(),
+            detect: DetectSection::default(),
+            alerts: AlertsSection::default(),
             access_keys: Vec::new(),
         }
     }
@@ -128,6 +155,18 @@ impl Default for StorageSection {
     }
 }
 
+impl Default for DetectSection {
+    fn default() -> Self {
+        DetectSection { period: Duration::from_secs(300), max_silence: Duration::from_secs(2 * 24 * 3600) }
+    }
+}
+
+impl Default for AlertsSection {
+    fn default() -> Self {
+        AlertsSection { attempts: 5, retry_delay: Duration::from_secs(1) }
+    }
+}
+
 /// Bad configuration: every problem, each naming its key.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration:\n  {}", .0.join("\n  "))]
@@ -159,6 +198,15 @@ impl ServerConfig {
         }
         if self.cloud_metrics.period < Duration::from_secs(1) {
             problems.push("cloud_metrics.period: must be at least 1s".into());
+        }
+        if self.detect.period < Duration::from_secs(1) {
+            problems.push("detect.period: must be at least 1s".into());
+        }
+        if self.detect.max_silence < self.detect.period {
+            problems.push("detect.max_silence: must be at least detect.period".into());
+        }
+        if !(1..=20).contains(&self.alerts.attempts) {
+            problems.push("alerts.attempts: must be 1 to 20".into());
         }
         if self.storage.retention_days == 0 {
             problems.push("storage.retention_days: must be at least 1".into());
@@ -213,5 +261,22 @@ mod tests {
         assert!(e.contains("storage.retention_days: must be at least 1"), "{e}");
         let e = ServerConfig::from_toml("[ingest]\nmin_report_period = \"soon\"\n").unwrap_err().to_string();
         assert!(e.contains("min_report_period"), "{e}");
+    }
+
+    #[test]
+    fn detection_and_alert_settings_parse_and_are_checked() {
+        let c = ServerConfig::from_toml(
+            "[detect]\nperiod = \"10s\"\n[alerts]\nattempts = 2\nretry_delay = \"250ms\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.detect.period, Duration::from_secs(10));
+        assert_eq!(c.detect.max_silence, Duration::from_secs(2 * 24 * 3600), "default kept");
+        assert_eq!((c.alerts.attempts, c.alerts.retry_delay), (2, Duration::from_millis(250)));
+        assert!(ServerConfig::default().to_toml().contains("max_silence = \"2days\""));
+        let e = ServerConfig::from_toml("[alerts]\nattempts = 0\n[detect]\nmax_silence = \"1s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("alerts.attempts: must be 1 to 20"), "{e}");
+        assert!(e.contains("detect.max_silence: must be at least detect.period"), "{e}");
     }
 }

@@ -8,6 +8,19 @@
 //! slow disk turns into backpressure on the broker's event channel rather than unbounded memory.
 //! The map is filled from the store the first time a thing reports after a start, so duplicate
 //! detection survives restarts.
+//!
+//! An accepted report is one store write (`Store::record_report`: its ingest state and
+//! datapoints together), which shares its commit with the reports around it; the `/accepted`
+//! reply is sent once that commit is durable.
+//!
+//! Overload, from the device's side: beyond what the server can store and answer, the
+//! `MAX_IN_FLIGHT` reports in progress and the broker's event channel fill up, and then the
+//! publishing sessions wait for room (the broker stops reading from them, so TCP slows the
+//! devices down): throughput stays at capacity and every report that got in is answered. A
+//! report that waits longer than the broker's `published_backpressure` for room is dropped by
+//! the broker, and answered here on `/rejected` with `Throttled` (counted with the other
+//! `Throttled` rejections, and in `warden_mqtt_events_dropped_total{kind="report"}`), so
+//! even then the device learns that this report was not taken.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +35,7 @@ use warden_wire::{
     TopicKind, decode_report, encode_reply,
 };
 
+use crate::detect::Detection;
 use crate::state::AppState;
 
 /// Reports being stored and answered at once; more wait (backpressure).
@@ -55,6 +69,7 @@ pub struct Ingest {
     limits: Limits,
     last: HashMap<String, IngestState>,
     in_flight: Arc<Semaphore>,
+    detection: Detection,
     pub stats: Arc<IngestStats>,
 }
 
@@ -65,14 +80,30 @@ impl std::fmt::Debug for Ingest {
 }
 
 impl Ingest {
-    pub fn new(state: AppState, broker: Arc<Broker>, stats: Arc<IngestStats>) -> Self {
+    pub fn new(state: AppState, broker: Arc<Broker>, detection: Detection, stats: Arc<IngestStats>) -> Self {
         let limits = Limits { max_payload_bytes: state.config.mqtt.max_payload_bytes };
+        // The handler lives in the broker, so it holds the broker weakly (shutdown needs the
+        // last strong reference) and nothing else that holds it.
+        let (weak_broker, clock, shed_stats) = (Arc::downgrade(&broker), state.clock.clone(), stats.clone());
+        broker.on_dropped_publish(move |_identity, topic, payload| {
+            let Some((reply_topic, reply)) = overload_reply(topic, payload, &limits, clock.now_ms()) else {
+                return;
+            };
+            shed_stats.rejected_throttled.fetch_add(1, Ordering::Relaxed);
+            let Some(broker) = weak_broker.upgrade() else { return };
+            tokio::spawn(async move {
+                if let Err(e) = broker.publish(&reply_topic, reply, 0).await {
+                    tracing::warn!(topic = %reply_topic, error = %e, "cannot answer a dropped report");
+                }
+            });
+        });
         Ingest {
             state,
             broker,
             limits,
             last: HashMap::new(),
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            detection,
             stats,
         }
     }
@@ -88,6 +119,17 @@ impl Ingest {
             Err(rejection) => Err(rejection),
             Ok(report) => self.admit(&thing, &report, now_ms).await.map(|()| report),
         };
+        // Evaluated here, in the order reports arrive, before their storing runs concurrently.
+        let points = match &outcome {
+            Ok(report) => {
+                let points = datapoints(&thing, report, now_ms);
+                self.detection.observe(&thing, &points, now_ms).await;
+                points
+            }
+            Err(_) => Vec::new(),
+        };
+        // Only the id goes on: the decoded report is freed here, on the thread that built it.
+        let outcome = outcome.map(|report| report.header.report_id);
         // Wait for room before spawning: this is the backpressure point.
         let permit = self.in_flight.clone().acquire_owned().await.expect("semaphore never closed");
         let state = self.state.clone();
@@ -98,16 +140,11 @@ impl Ingest {
         tokio::spawn(async move {
             let _permit = permit;
             let reply = match outcome {
-                Ok(report) => {
-                    let report_id = report.header.report_id;
-                    let stored = state
-                        .store
-                        .set_ingest_state(
-                            &thing,
-                            IngestState { last_report_id: report_id, accepted_at_ms: now_ms },
-                        )
-                        .await
-                        .and(state.store.append_datapoints(datapoints(&thing, &report, now_ms)).await);
+                Ok(report_id) => {
+                    // One store write for the whole report; it shares its commit with the
+                    // reports around it, and the reply waits for that commit.
+                    let ingest_state = IngestState { last_report_id: report_id, accepted_at_ms: now_ms };
+                    let stored = state.store.record_report(&thing, ingest_state, points).await;
                     if let Err(e) = stored {
                         // The report passed validation; losing its datapoints is logged and
                         // counted, and the device is still told it was accepted (as AWS would
@@ -117,7 +154,7 @@ impl Ingest {
                     }
                     stats.accepted.fetch_add(1, Ordering::Relaxed);
                     Reply {
-                        thing_name: thing.clone(),
+                        thing_name: thing,
                         report_id: Some(report_id),
                         status: ReplyStatus::Accepted,
                         timestamp_ms: now_ms as u64,
@@ -127,7 +164,7 @@ impl Ingest {
                     stats.count(&rejection.code);
                     tracing::info!(%thing, code = %rejection.code, reason = %rejection.message, "report rejected");
                     Reply {
-                        thing_name: thing.clone(),
+                        thing_name: thing,
                         report_id: rejection.report_id,
                         status: ReplyStatus::Rejected { code: rejection.code, message: rejection.message },
                         timestamp_ms: now_ms as u64,
@@ -135,7 +172,7 @@ impl Ingest {
                 }
             };
             if let Err(e) = broker.publish(&reply_topic, Bytes::from(encode_reply(&reply, format)), 0).await {
-                tracing::warn!(%thing, error = %e, "cannot send the reply");
+                tracing::warn!(thing = %reply.thing_name, error = %e, "cannot send the reply");
             }
         });
     }
@@ -154,7 +191,7 @@ impl Ingest {
                 }
             }
         }
-        if let Some(last) = self.last.get(thing) {
+        if let Some(last) = self.last.get_mut(thing) {
             if report_id <= last.last_report_id {
                 return Err(Rejection {
                     code: ErrorCode::DuplicateReportId,
@@ -178,10 +215,34 @@ impl Ingest {
                     report_id: Some(report_id),
                 });
             }
+            // Updated in place: a known thing costs no allocation here.
+            *last = IngestState { last_report_id: report_id, accepted_at_ms: now_ms };
+            return Ok(());
         }
         self.last.insert(thing.to_owned(), IngestState { last_report_id: report_id, accepted_at_ms: now_ms });
         Ok(())
     }
+}
+
+/// The `/rejected` reply (`Throttled`) to a report the server could not take in time, with the
+/// report's id when it can be read; `None` for a topic that is not a report's.
+pub fn overload_reply(topic: &str, payload: &[u8], limits: &Limits, now_ms: i64) -> Option<(String, Bytes)> {
+    let t = ReportTopic::parse(topic).filter(|t| t.kind == TopicKind::Report)?;
+    let report_id = match decode_report(payload, t.format, limits) {
+        Ok(report) => Some(report.header.report_id),
+        Err(rejection) => rejection.report_id,
+    };
+    let reply = Reply {
+        thing_name: t.thing.to_owned(),
+        report_id,
+        status: ReplyStatus::Rejected {
+            code: ErrorCode::Throttled,
+            message: "the server is overloaded and did not process this report; send the next one as usual"
+                .into(),
+        },
+        timestamp_ms: now_ms as u64,
+    };
+    Some((t.reply(false).to_string(), Bytes::from(encode_reply(&reply, t.format))))
 }
 
 /// The device-side datapoints of a report (spec §3.1): counters from `network_stats`, counts and
@@ -240,4 +301,43 @@ pub fn datapoints(thing: &str, report: &MetricReport, now_ms: i64) -> Vec<Datapo
         push(name, value);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use warden_wire::{Format, Names, decode_reply, encode_report};
+
+    use super::*;
+
+    const REPORT: &str = r#"{"header":{"report_id":1234,"version":"1.0"},"metrics":{}}"#;
+
+    #[test]
+    fn a_dropped_report_is_answered_throttled_in_its_own_encoding() {
+        let report = decode_report(REPORT.as_bytes(), Format::Json, &Limits::default()).unwrap();
+        let limits = Limits::default();
+        for format in [Format::Json, Format::Cbor] {
+            let payload = encode_report(&report, format, Names::Short);
+            let topic = format!("$aws/things/dev-1/defender/metrics/{}", format.as_str());
+            let (reply_topic, reply) = overload_reply(&topic, &payload, &limits, 1_000).unwrap();
+            assert_eq!(reply_topic, format!("{topic}/rejected"));
+            let reply = decode_reply(&reply, format).unwrap();
+            assert_eq!(
+                (reply.thing_name.as_str(), reply.report_id, reply.timestamp_ms),
+                ("dev-1", Some(1234), 1_000)
+            );
+            assert!(
+                matches!(reply.status, ReplyStatus::Rejected { code: ErrorCode::Throttled, .. }),
+                "{:?}",
+                reply.status
+            );
+        }
+        // Unreadable: answered all the same, without an id.
+        let (_, reply) = overload_reply("$aws/things/dev-1/defender/metrics/json", b"{", &limits, 1).unwrap();
+        assert_eq!(decode_reply(&reply, Format::Json).unwrap().report_id, None);
+        // Not a report: not ingest's to answer.
+        assert!(overload_reply("things/dev-1/telemetry", b"x", &limits, 1).is_none());
+        assert!(
+            overload_reply("$aws/things/dev-1/defender/metrics/json/accepted", b"x", &limits, 1).is_none()
+        );
+    }
 }

@@ -5,22 +5,32 @@
 //! thing name: a fleet of a million things must not become a million series.
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use warden_broker::BrokerStats;
 
+use crate::alerts::AlertStats;
+use crate::detect::DetectStats;
 use crate::ingest::IngestStats;
 
-/// Renders every metric; `sessions` is the number of live MQTT sessions.
+/// Writes one metric family: its help, its type and its samples (`labels`, value).
+fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{labels} {value}");
+    }
+}
+
+fn load(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
+
+/// Renders the MQTT and ingest metrics; `sessions` is the number of live MQTT sessions.
 pub fn render(broker: &BrokerStats, sessions: usize, ingest: &IngestStats) -> String {
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "{name}{labels} {value}");
-        }
+        family(&mut out, name, kind, help, samples)
     };
-    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     metric("warden_mqtt_sessions", "gauge", "Live MQTT sessions.", &[("", sessions as u64)]);
     metric("warden_mqtt_connects_total", "counter", "MQTT sessions established.", &[("", broker.connected)]);
     metric(
@@ -72,6 +82,57 @@ pub fn render(broker: &BrokerStats, sessions: usize, ingest: &IngestStats) -> St
         "counter",
         "Accepted reports whose datapoints could not be stored.",
         &[("", load(&ingest.store_errors))],
+    );
+    out
+}
+
+/// Renders the detection and alert delivery metrics.
+pub fn render_detection(detect: &DetectStats, alerts: &AlertStats) -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+        family(&mut out, name, kind, help, samples)
+    };
+    metric(
+        "warden_detect_evaluations_total",
+        "counter",
+        "Batches of datapoints evaluated against security profiles (a report, or a cloud-side period of a thing).",
+        &[("", load(&detect.evaluations))],
+    );
+    metric(
+        "warden_violation_events_total",
+        "counter",
+        "Violation events, by type.",
+        &[
+            ("{type=\"in-alarm\"}", load(&detect.in_alarm)),
+            ("{type=\"alarm-cleared\"}", load(&detect.alarm_cleared)),
+            ("{type=\"alarm-invalidated\"}", load(&detect.alarm_invalidated)),
+        ],
+    );
+    metric(
+        "warden_violation_store_errors_total",
+        "counter",
+        "Batches of violation changes that could not be stored.",
+        &[("", load(&detect.store_errors))],
+    );
+    metric(
+        "warden_alerts_total",
+        "counter",
+        "Alerts by outcome: queued, dropped (queue full), unknown_topic.",
+        &[
+            ("{outcome=\"queued\"}", load(&alerts.queued)),
+            ("{outcome=\"dropped\"}", load(&alerts.dropped)),
+            ("{outcome=\"unknown_topic\"}", load(&alerts.unknown_topic)),
+        ],
+    );
+    metric(
+        "warden_alert_deliveries_total",
+        "counter",
+        "Alert deliveries to subscribers: delivered, failed attempts, abandoned after the last attempt.",
+        &[
+            ("{outcome=\"delivered\"}", load(&alerts.delivered)),
+            ("{outcome=\"failed_attempt\"}", load(&alerts.failed_attempts)),
+            ("{outcome=\"abandoned\"}", load(&alerts.abandoned)),
+        ],
     );
     out
 }

@@ -13,9 +13,11 @@ use anyhow::Context as _;
 use warden_broker::{Broker, BrokerConfig, BrokerEvent};
 use warden_store::{SqliteStore, Store, StoreError};
 
+use crate::alerts::{AlertStats, Alerts};
 use crate::authz::Authorizer;
 use crate::cloud::CloudMetrics;
 use crate::config::ServerConfig;
+use crate::detect::{DetectStats, Detection, DetectionTasks};
 use crate::ingest::{Ingest, IngestStats};
 use crate::pki::Pki;
 use crate::state::{AppState, Clock};
@@ -49,7 +51,14 @@ pub struct RunningServer {
     pub state: AppState,
     pub broker: Arc<Broker>,
     pub ingest_stats: Arc<IngestStats>,
+    pub detection: Detection,
+    pub alerts: Alerts,
     authorizer: Arc<Authorizer>,
+    /// The store behind `state.store`, kept concrete so that shutdown can close it (commit the
+    /// writer's queue and join its thread).
+    sqlite: Arc<SqliteStore>,
+    detection_tasks: DetectionTasks,
+    alerts_task: tokio::task::JoinHandle<()>,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -69,8 +78,8 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
     let pki = Arc::new(Pki::load_or_create(&data_dir.join("pki")).context("certificate authority")?);
     let server_cert = pki.server_cert(&config.mqtt.server_names).context("server certificate")?;
     let api_token = api_token(data_dir)?;
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(data_dir.join("warden.db")).context("opening the database")?);
+    let sqlite = Arc::new(SqliteStore::open(data_dir.join("warden.db")).context("opening the database")?);
+    let store: Arc<dyn Store> = sqlite.clone();
     let token_hash: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, api_token.as_bytes())
         .as_ref()
         .try_into()
@@ -97,9 +106,19 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
 
     let (shutdown, mut stop) = tokio::sync::watch::channel(false);
     let mut events_stop = shutdown.subscribe();
+    let (alerts, alerts_task) = Alerts::start(state.clone(), broker.clone());
+    let (detection, detection_tasks) = Detection::start(state.clone(), alerts.clone(), shutdown.subscribe())
+        .await
+        .context("starting detection")?;
+    state.subscribe_registry(Arc::new(detection.clone()));
+    // Mitigation tasks a stop interrupted run to their end, now that sessions can be told.
+    let resume_state = state.clone();
+    tokio::spawn(async move { crate::mitigation::resume_unfinished(&resume_state).await });
     let ingest_stats = Arc::new(IngestStats::default());
-    let mut ingest = Ingest::new(state.clone(), broker.clone(), ingest_stats.clone());
+    let mut ingest = Ingest::new(state.clone(), broker.clone(), detection.clone(), ingest_stats.clone());
+    let events_detection = detection.clone();
     let mut cloud = CloudMetrics::new();
+    cloud.set_series(detection.dimension_series());
     let period = config.cloud_metrics.period;
     let (events_state, events_broker, events_authz) = (state.clone(), broker.clone(), authorizer.clone());
     // One task sees every broker event in order: ingest needs per-thing order, and the
@@ -112,6 +131,7 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
                 _ = events_stop.changed() => break,
                 event = events.recv() => {
                     let Some(event) = event else { break };
+                    cloud.set_series(events_detection.dimension_series());
                     cloud.observe(&event, |id| events_authz.thing_of(id));
                     if let BrokerEvent::Published { topic, payload, .. } = event {
                         ingest.publish(&topic, payload).await;
@@ -119,12 +139,14 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
                 }
                 _ = tick.tick() => {
                     let connected = events_broker.sessions().iter().map(|s| (events_authz.thing_of(s), s.remote_addr.ip())).collect::<Vec<_>>();
-                    let points = cloud.flush(connected, events_state.now_ms());
-                    // Stored off the event path: with many things this write is large, and
-                    // awaiting it here would hold up every report behind it.
-                    let store = events_state.store.clone();
+                    let now_ms = events_state.now_ms();
+                    let period = cloud.flush(connected, now_ms);
+                    // Evaluated and stored off the event path: with many things this is large,
+                    // and awaiting it here would hold up every report behind it.
+                    let (store, detection) = (events_state.store.clone(), events_detection.clone());
                     tokio::spawn(async move {
-                        if let Err(e) = store.append_datapoints(points).await {
+                        detection.observe_period(&period, now_ms).await;
+                        if let Err(e) = store.append_datapoints(period.points).await {
                             tracing::error!(error = %e, "cannot store cloud-side metrics");
                         }
                     });
@@ -150,7 +172,13 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
         .await
         .with_context(|| format!("http.listen: cannot listen on {}", config.http.listen))?;
     let http_addr = listener.local_addr()?;
-    let app = crate::api::router(state.clone()).merge(operator_routes(&state, &broker, &ingest_stats));
+    let app = crate::api::router(state.clone()).merge(operator_routes(
+        &state,
+        &broker,
+        &ingest_stats,
+        &detection.stats,
+        &alerts.stats,
+    ));
     let http_task = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = stop.wait_for(|s| *s).await;
@@ -167,7 +195,12 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
         state,
         broker,
         ingest_stats,
+        detection,
+        alerts,
         authorizer,
+        sqlite,
+        detection_tasks,
+        alerts_task,
         shutdown,
         tasks: vec![http_task, events_task, retention_task],
     })
@@ -177,12 +210,29 @@ impl RunningServer {
     /// Stops accepting, finishes what is in progress, and closes the store.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        let RunningServer { broker, tasks, authorizer, .. } = self;
+        let RunningServer {
+            broker,
+            tasks,
+            authorizer,
+            detection,
+            alerts,
+            detection_tasks,
+            alerts_task,
+            sqlite,
+            ..
+        } = self;
         // HTTP finishes its requests; the event task stops taking events (reports already
         // accepted finish their store writes and replies in their own tasks).
         for t in tasks {
             let _ = t.await;
         }
+        // Detection evaluates what it was handed, then its recorder writes the last violations.
+        drop(detection);
+        let _ = detection_tasks.engine.await;
+        let _ = detection_tasks.recorder.await;
+        // Queued alerts are handed to their deliveries; retries still waiting end with the process.
+        drop(alerts);
+        let _ = alerts_task.await;
         authorizer.clear_broker();
         // Reply tasks still in flight hold the broker for a moment.
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -193,17 +243,28 @@ impl RunningServer {
             Ok(broker) => broker.shutdown().await,
             Err(_) => tracing::warn!("broker still in use after 5 s; its sessions end with the process"),
         }
+        // Last: the writer commits what is still queued (a report whose reply was cut off
+        // above is stored all the same) and the database file is closed before we return.
+        if let Err(e) = sqlite.close().await {
+            tracing::error!(error = %e, "cannot close the database cleanly");
+        }
     }
 }
 
 /// Unauthenticated routes for operators and devices: Prometheus `/metrics` (counts only, no
 /// thing names) and `/warden/ca.pem`, the CA certificate devices must trust (a Warden
 /// extension: AWS devices use Amazon's published roots instead).
-fn operator_routes(state: &AppState, broker: &Arc<Broker>, ingest: &Arc<IngestStats>) -> axum::Router {
+fn operator_routes(
+    state: &AppState,
+    broker: &Arc<Broker>,
+    ingest: &Arc<IngestStats>,
+    detect: &Arc<DetectStats>,
+    alerts: &Arc<AlertStats>,
+) -> axum::Router {
     use axum::http::header;
     use axum::routing::get;
     let ca = state.pki.ca_cert_pem().to_owned();
-    let (broker, ingest) = (broker.clone(), ingest.clone());
+    let (broker, ingest, detect, alerts) = (broker.clone(), ingest.clone(), detect.clone(), alerts.clone());
     axum::Router::new()
         .route(
             "/warden/ca.pem",
@@ -212,7 +273,8 @@ fn operator_routes(state: &AppState, broker: &Arc<Broker>, ingest: &Arc<IngestSt
         .route(
             "/metrics",
             get(move || async move {
-                let text = crate::metrics::render(&broker.stats(), broker.sessions().len(), &ingest);
+                let mut text = crate::metrics::render(&broker.stats(), broker.sessions().len(), &ingest);
+                text.push_str(&crate::metrics::render_detection(&detect, &alerts));
                 ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
             }),
         )

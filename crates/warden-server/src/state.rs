@@ -51,11 +51,15 @@ impl Clock for ManualClock {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Arns {
     prefix: String,
+    sns_prefix: String,
 }
 
 impl Arns {
     pub fn new(region: &str, account_id: &str) -> Self {
-        Arns { prefix: format!("arn:aws:iot:{region}:{account_id}:") }
+        Arns {
+            prefix: format!("arn:aws:iot:{region}:{account_id}:"),
+            sns_prefix: format!("arn:aws:sns:{region}:{account_id}:"),
+        }
     }
     pub fn thing(&self, name: &str) -> String {
         format!("{}thing/{name}", self.prefix)
@@ -69,6 +73,10 @@ impl Arns {
     pub fn policy(&self, name: &str) -> String {
         format!("{}policy/{name}", self.prefix)
     }
+    /// An alert topic, named like the SNS topic a profile's `alertTargetArn` points at.
+    pub fn sns_topic(&self, name: &str) -> String {
+        format!("{}{name}", self.sns_prefix)
+    }
     /// The common prefix, `arn:aws:iot:{region}:{account}:`.
     pub fn prefix(&self) -> &str {
         &self.prefix
@@ -76,13 +84,28 @@ impl Arns {
 }
 
 /// A change to the registry that may change what a connected device is allowed to do.
+///
+/// Each names what changed, so that the authorizer re-reads only that; `Policies` and
+/// `Memberships` name nothing and make it re-read the whole registry (seconds at 100,000
+/// things), so they are for writers that cannot say more.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegistryChange {
-    /// A policy was created, deleted, attached or detached.
+    /// A policy was created or deleted (an attached policy cannot be deleted, so no target
+    /// changed).
+    Policy { policy: String },
+    /// `policy` was attached to or detached from `target`, a certificate or thing group ARN.
+    PolicyTarget { policy: String, target: String },
+    /// `thing` joined or left a thing group.
+    ThingGroups { thing: String },
+    /// A thing group was deleted with its memberships (a group with child groups cannot be).
+    /// The policies attached to it are detached afterwards, each announced as `PolicyTarget`.
+    ThingGroupDeleted { group: String },
+    /// Policies were created, deleted, attached or detached, without saying which.
     Policies,
-    /// A thing joined or left a group, or a group was deleted.
+    /// Things joined or left groups, or groups were deleted, without saying which.
     Memberships,
-    /// A certificate was registered, changed status, or was attached to or detached from a thing.
+    /// A certificate was registered, changed status, was deleted, or was attached to or
+    /// detached from a thing.
     Certificate { certificate_id: String },
     /// A thing was deleted.
     ThingDeleted { thing: String },

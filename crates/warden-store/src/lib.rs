@@ -39,4 +39,4 @@ pub use model::{
 };
 pub use page::{MAX_PAGE_SIZE, Page, PageRequest};
 pub use sqlite::SqliteStore;
-pub use store::Store;
+pub use store::{RegistryBulk, Store};

@@ -33,9 +33,9 @@ use crate::model::{
 use crate::page::{Page, PageRequest};
 
 /// Registry, ingest state, metric datapoints, and Device Defender Detect's profiles,
-/// violations, mitigation and alert topics.
+/// violations, mitigation and alert topics; and bulk reads of the registry (`RegistryBulk`).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: RegistryBulk + Send + Sync + 'static {
     // ----- Things -----
 
     /// Creates a thing at version 1. `AlreadyExists` if the name is taken.
@@ -205,6 +205,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Retention: drops every datapoint of the days before `day`. Returns the days dropped.
     async fn drop_datapoints_before(&self, day: UtcDay) -> Result<Vec<UtcDay>>;
+
+    /// One accepted report: sets the ingest state of `thing` (as [`Store::set_ingest_state`])
+    /// and stores the report's datapoints (as [`Store::append_datapoints`]) in one write, so
+    /// both are stored or neither, and once this resolves `Ok` both are durable. This is the
+    /// ingest hot path: an implementation should make it one round trip and let concurrent
+    /// reports share a commit.
+    async fn record_report(&self, thing: &str, state: IngestState, datapoints: Vec<Datapoint>) -> Result<()>;
 
     // ----- Security profiles -----
 
@@ -472,4 +479,30 @@ pub trait Store: Send + Sync + 'static {
         error: Option<&str>,
         now_ms: i64,
     ) -> Result<()>;
+}
+
+/// Bulk reads of the registry's relations, for a reader that mirrors the whole registry in
+/// memory (the MQTT authorizer, at start-up): a handful of statements however many things there
+/// are, where the per-resource lists need one per certificate or thing. Pairs come in no
+/// particular order.
+///
+/// A supertrait of [`Store`] rather than part of it, so that an implementation can keep these
+/// next to its registry statements.
+#[async_trait]
+pub trait RegistryBulk: Send + Sync + 'static {
+    /// Up to `limit` certificates whose id is greater than `after` (`""` to start), ordered by
+    /// id. In chunks because each carries its PEM. `Invalid` if `limit` is 0.
+    async fn certificates_after(&self, after: &str, limit: usize) -> Result<Vec<Certificate>>;
+
+    /// Every attachment of a certificate to a thing, as (certificate id, thing name).
+    async fn all_thing_principals(&self) -> Result<Vec<(String, String)>>;
+
+    /// Every thing group with its parent, as (group, parent).
+    async fn all_thing_group_parents(&self) -> Result<Vec<(String, Option<String>)>>;
+
+    /// Every direct membership of a thing in a group, as (thing, group).
+    async fn all_thing_group_members(&self) -> Result<Vec<(String, String)>>;
+
+    /// Every attachment of a policy to a target, as (policy, target).
+    async fn all_policy_targets(&self) -> Result<Vec<(String, String)>>;
 }

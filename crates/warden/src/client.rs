@@ -6,6 +6,7 @@
 //! The client is blocking on purpose: a command makes a handful of requests one after the other,
 //! so an async runtime would buy nothing but compile time.
 
+use std::cell::OnceCell;
 use std::fmt;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -97,6 +98,30 @@ pub struct Api {
     base: String,
     token: String,
     agent: ureq::Agent,
+    /// The server's region and account, learnt on first use ([`Api::scope`]).
+    scope: OnceCell<Scope>,
+}
+
+/// The region and account of a server's ARNs, `arn:aws:iot:{region}:{account}:...`, which the
+/// CLI needs to write the ARNs that no API call hands out: security profile targets
+/// (`all/things`) and the placeholder IAM roles that AWS shapes require.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub region: String,
+    pub account: String,
+}
+
+impl Scope {
+    /// `arn:aws:iot:{region}:{account}:{resource}`.
+    pub fn iot_arn(&self, resource: &str) -> String {
+        format!("arn:aws:iot:{}:{}:{resource}", self.region, self.account)
+    }
+
+    /// The role AWS shapes require next to an alert target or a mitigation action. Warden has no
+    /// IAM and ignores it, so every command sends this one.
+    pub fn role_arn(&self) -> String {
+        format!("arn:aws:iam::{}:role/warden", self.account)
+    }
 }
 
 /// The header AWS's rest-json protocol carries the error code in.
@@ -118,7 +143,22 @@ impl Api {
             base: endpoint.trim_end_matches('/').to_owned(),
             token,
             agent: ureq::Agent::new_with_config(config),
+            scope: OnceCell::new(),
         }
+    }
+
+    /// The server's region and account, from `GET /warden/info` (a Warden extension: no AWS
+    /// operation states them).
+    pub fn scope(&self) -> anyhow::Result<Scope> {
+        if let Some(scope) = self.scope.get() {
+            return Ok(scope.clone());
+        }
+        let info = self.get("/warden/info".to_owned()).send()?;
+        let (Some(region), Some(account)) = (info["region"].as_str(), info["accountId"].as_str()) else {
+            anyhow::bail!("the server's /warden/info names no region and account: {info}");
+        };
+        let scope = Scope { region: region.to_owned(), account: account.to_owned() };
+        Ok(self.scope.get_or_init(|| scope).clone())
     }
 
     /// The endpoint as the user gave it (without a trailing `/`).
@@ -381,6 +421,13 @@ fn connection_error(endpoint: &str, e: ureq::Error) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scopes_write_arns() {
+        let scope = Scope { region: "local".into(), account: "000000000000".into() };
+        assert_eq!(scope.iot_arn("all/things"), "arn:aws:iot:local:000000000000:all/things");
+        assert_eq!(scope.role_arn(), "arn:aws:iam::000000000000:role/warden");
+    }
 
     #[test]
     fn labels_encode_arns_like_botocore() {

@@ -1,14 +1,21 @@
 //! `warden`: runs the server (`warden server`) and talks to its API from the command line
-//! (`warden things|groups|certs|policies ...`). Business logic lives in `warden-server`; this
-//! crate only parses arguments, calls the REST API ([`client`]) and prints ([`output`]).
+//! (`warden things|groups|certs|policies|profiles|violations|actions|topics ...`). Business
+//! logic lives in `warden-server` (and the rule language in `warden-detect`); this crate only
+//! parses arguments, calls the REST API ([`client`]) and prints ([`output`]).
 
+mod actions;
+mod behaviors;
 mod certs;
 mod client;
 mod groups;
 mod output;
 mod policies;
+mod profiles;
 mod server;
 mod things;
+mod times;
+mod topics;
+mod violations;
 
 use std::process::ExitCode;
 
@@ -34,6 +41,14 @@ enum Command {
     Certs(certs::CertsArgs),
     /// Policies and their attachment to certificates and thing groups.
     Policies(policies::PoliciesArgs),
+    /// Security profiles: behaviors written as rules, alerts, mitigation, targets.
+    Profiles(profiles::ProfilesArgs),
+    /// Violations: in alarm now, their history, and verification states.
+    Violations(violations::ViolationsArgs),
+    /// Mitigation actions, and tasks that run them on violations.
+    Actions(actions::ActionsArgs),
+    /// Alert topics and their subscriptions (webhooks, MQTT topics).
+    Topics(topics::TopicsArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +63,10 @@ fn main() -> ExitCode {
         Command::Groups(args) => groups::run(args).map(|()| ExitCode::SUCCESS),
         Command::Certs(args) => certs::run(args).map(|()| ExitCode::SUCCESS),
         Command::Policies(args) => policies::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Profiles(args) => profiles::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Violations(args) => violations::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Actions(args) => actions::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Topics(args) => topics::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -4,7 +4,9 @@
 
 mod connect;
 mod harness;
+mod idle;
 mod lifecycle;
+mod overflow;
 mod publish;
 mod subscribe;
 mod tls_failures;

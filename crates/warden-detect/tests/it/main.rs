@@ -5,6 +5,7 @@ mod check;
 mod cidr;
 mod compile;
 mod props;
+mod rule;
 mod state_size;
 mod support;
 mod windows;

@@ -16,7 +16,7 @@ use super::profiles::all_profiles;
 use super::protocol::{
     ApiError, ApiResult, Json, Name, PageStyle, Paging, Query, check_name, empty, epoch_seconds, reply,
 };
-use crate::state::{AppState, Arns};
+use crate::state::{AppState, Arns, RegistryChange};
 
 /// AWS's limit on values per dimension.
 const MAX_VALUES: usize = 100;
@@ -112,6 +112,8 @@ pub async fn update(
     check_name("name", &name)?;
     check_values(&input.string_values)?;
     let dimension = s.store.update_dimension(&name, input.string_values, s.now_ms()).await?;
+    // Behaviors filter by the dimension's values: detection recompiles the profiles using it.
+    s.registry_changed(RegistryChange::SecurityProfiles).await;
     reply(describe_body(&s.arns, &dimension))
 }
 

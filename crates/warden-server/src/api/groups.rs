@@ -3,9 +3,9 @@
 //! and `ListThingsInThingGroup`.
 //!
 //! Groups matter for permissions: a thing inherits the policies of its groups and their
-//! ancestors, so membership changes and deletions are announced as
-//! [`RegistryChange::Memberships`]. Dynamic groups, tags and billing groups do not exist in
-//! Warden.
+//! ancestors, so membership changes are announced as [`RegistryChange::ThingGroups`] and
+//! deletions as [`RegistryChange::ThingGroupDeleted`]. Dynamic groups, tags and billing groups
+//! do not exist in Warden.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -153,21 +153,17 @@ pub async fn delete(State(s): State<AppState>, Name(name): Name, mut q: Query) -
         Err(StoreError::NotFound { .. }) => return empty(),
         Err(e) => return Err(e.into()),
     }
-    s.registry_changed(RegistryChange::Memberships).await;
+    s.registry_changed(RegistryChange::ThingGroupDeleted { group: name.clone() }).await;
     let target = s.arns.thing_group(&name);
-    let mut detached = false;
     let mut request = Some(PageRequest::default());
     while let Some(current) = request {
         // Keyset pagination stays correct while the listed rows are deleted.
         let page = s.store.list_attached_policies(&target, &current).await?;
-        for policy in &page.items {
-            s.store.detach_policy(policy, &target).await?;
-            detached = true;
+        for policy in page.items.iter().cloned() {
+            s.store.detach_policy(&policy, &target).await?;
+            s.registry_changed(RegistryChange::PolicyTarget { policy, target: target.clone() }).await;
         }
         request = current.after(&page);
-    }
-    if detached {
-        s.registry_changed(RegistryChange::Policies).await;
     }
     empty()
 }
@@ -245,7 +241,7 @@ pub async fn membership(
     } else {
         s.store.remove_thing_from_group(&group, &thing).await?;
     }
-    s.registry_changed(RegistryChange::Memberships).await;
+    s.registry_changed(RegistryChange::ThingGroups { thing }).await;
     empty()
 }
 

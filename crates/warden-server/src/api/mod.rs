@@ -3,10 +3,11 @@
 //! `endpoint_url` (DESIGN.md, "Compatibility with AWS"). Only this module knows HTTP.
 //!
 //! [`router`] maps each operation's method and path (as botocore's service model has them) to
-//! one handler. Every route except `/health` and `/openapi.json` sits behind [`auth`]; the
-//! handlers share one error type, one set of input extractors and one pagination helper
-//! ([`protocol`]). After each committed change that can alter what a device may do, a handler
-//! calls [`AppState::registry_changed`] so the MQTT authorizer catches up.
+//! one handler; Warden's own operations (the alert topics of [`topics`]) live under `/warden/`.
+//! Every route except `/health` and `/openapi.json` sits behind [`auth`]; the handlers share one
+//! error type, one set of input extractors and one pagination helper ([`protocol`]). After each
+//! committed change that can alter what a device may do, a handler calls
+//! [`AppState::registry_changed`] so the MQTT authorizer catches up.
 //!
 //! `/openapi.json` is generated from botocore's service model by `openapi/gen.py` (committed
 //! with its output), so the document states AWS's shapes exactly, minus the members Warden
@@ -18,19 +19,21 @@ mod custom_metrics;
 mod dimensions;
 mod groups;
 mod metrics;
+mod mitigation;
 mod policies;
-mod profiles;
+pub(crate) mod profiles;
 pub mod protocol;
 pub mod sigv4;
 mod things;
+mod topics;
 mod violations;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use serde_json::json;
 
 pub use auth::MAX_BODY_BYTES;
@@ -112,6 +115,33 @@ pub fn router(state: AppState) -> Router {
         .route("/active-violations", get(violations::list_active))
         .route("/violation-events", get(violations::list_events))
         .route("/violations/verification-state/{violationId}", post(violations::put_verification_state))
+        .route("/mitigationactions/actions", get(mitigation::list_actions))
+        .route(
+            "/mitigationactions/actions/{actionName}",
+            post(mitigation::create_action)
+                .get(mitigation::describe_action)
+                .patch(mitigation::update_action)
+                .delete(mitigation::delete_action),
+        )
+        .route("/detect/mitigationactions/tasks", get(mitigation::list_tasks))
+        .route(
+            "/detect/mitigationactions/tasks/{taskId}",
+            put(mitigation::start_task).get(mitigation::describe_task),
+        )
+        .route("/detect/mitigationactions/tasks/{taskId}/cancel", put(mitigation::cancel_task))
+        .route("/detect/mitigationactions/executions", get(mitigation::list_executions))
+        // Warden's alert topics (not AWS operations; see `topics`).
+        .route("/warden/alert-topics", get(topics::list))
+        .route(
+            "/warden/alert-topics/{topicName}",
+            post(topics::create).get(topics::describe).delete(topics::delete),
+        )
+        .route(
+            "/warden/alert-topics/{topicName}/subscriptions",
+            post(topics::subscribe).get(topics::list_subscriptions),
+        )
+        .route("/warden/alert-subscriptions/{subscriptionId}", delete(topics::unsubscribe))
+        .route("/warden/info", get(info))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(unknown_operation)
         // Last, so that it also covers the fallbacks: without credentials, an unknown path says
@@ -126,6 +156,15 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Liveness, for load balancers and `warden` itself; needs no credentials.
+/// `GET /warden/info`: what a client needs to write ARNs itself.
+async fn info(State(s): State<AppState>) -> ApiResult {
+    reply(json!({
+        "region": s.config.region,
+        "accountId": s.config.account_id,
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
 async fn health() -> ApiResult {
     reply(json!({ "status": "ok" }))
 }

@@ -6,8 +6,9 @@
 //! ([`warden_broker::policy::Policy::parse`]); anything else is AWS's
 //! `MalformedPolicyException`. Targets are certificate and thing group ARNs of this server, kept
 //! in one canonical spelling (lower-case certificate ids) because the store compares them as
-//! strings. Every change is announced as [`RegistryChange::Policies`]. Policy versions are out
-//! of scope: every policy has the one version `"1"`.
+//! strings. Creating or deleting a policy is announced as [`RegistryChange::Policy`], attaching
+//! or detaching it as [`RegistryChange::PolicyTarget`]. Policy versions are out of scope: every
+//! policy has the one version `"1"`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -42,7 +43,7 @@ pub async fn create(
         .create_policy(&name, &input.policy_document, s.now_ms())
         .await
         .map_err(|e| ApiError::from(e).with_arn(s.arns.policy(&name)))?;
-    s.registry_changed(RegistryChange::Policies).await;
+    s.registry_changed(RegistryChange::Policy { policy: policy.name.clone() }).await;
     reply(json!({
         "policyName": policy.name,
         "policyArn": s.arns.policy(&policy.name),
@@ -67,7 +68,7 @@ pub async fn get(State(s): State<AppState>, Name(name): Name) -> ApiResult {
 pub async fn delete(State(s): State<AppState>, Name(name): Name) -> ApiResult {
     check_policy_name(&name)?;
     s.store.delete_policy(&name).await?;
-    s.registry_changed(RegistryChange::Policies).await;
+    s.registry_changed(RegistryChange::Policy { policy: name }).await;
     empty()
 }
 
@@ -94,7 +95,7 @@ pub async fn attach(
     check_policy_name(&name)?;
     let target = existing_target(&s, &input.target).await?;
     s.store.attach_policy(&name, target.arn()).await?;
-    s.registry_changed(RegistryChange::Policies).await;
+    s.registry_changed(RegistryChange::PolicyTarget { policy: name, target: target.arn().to_owned() }).await;
     empty()
 }
 
@@ -108,7 +109,7 @@ pub async fn detach(
     check_policy_name(&name)?;
     let target = Target::parse(&s, &input.target)?;
     s.store.detach_policy(&name, target.arn()).await?;
-    s.registry_changed(RegistryChange::Policies).await;
+    s.registry_changed(RegistryChange::PolicyTarget { policy: name, target: target.arn().to_owned() }).await;
     empty()
 }
 

@@ -12,7 +12,7 @@
 //!
 //! Profiles are not part of MQTT authorization, so no handler here announces a registry change.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -27,7 +27,7 @@ use super::protocol::{
     ApiError, ApiResult, Json, Name, PageStyle, Paging, Query, arn_resource, check_name, empty,
     epoch_seconds, page_in_memory, reply,
 };
-use crate::state::{AppState, Arns};
+use crate::state::{AppState, Arns, RegistryChange};
 
 /// AWS's limit on security profiles attached to one target.
 const MAX_PROFILES_PER_TARGET: usize = 5;
@@ -181,8 +181,11 @@ pub struct ProfileDocument {
     additional_metrics_to_retain_v2: Option<Vec<MetricToRetainDoc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     metrics_export_config: Option<MetricsExportConfigDoc>,
-    /// Members this API does not set (the store's document also has room for Warden's
-    /// automatic-mitigation extension): kept through updates rather than dropped.
+    /// Warden extension: the mitigation actions run on each `in-alarm` violation of the profile
+    /// (at most 5, of the types that act on violations); never empty when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    automatic_mitigation_actions: Option<Vec<String>>,
+    /// Members this API does not set: kept through updates rather than dropped.
     #[serde(flatten)]
     other: BTreeMap<String, Value>,
 }
@@ -199,6 +202,16 @@ impl ProfileDocument {
                 "internal failure; the server log has the details",
             )
         })
+    }
+
+    /// Every `alertTargets.*.alertTargetArn`: the alert topics the profile's violations go to.
+    pub fn alert_target_arns(&self) -> Vec<&str> {
+        self.alert_targets.iter().flatten().map(|(_, t)| t.alert_target_arn.as_str()).collect()
+    }
+
+    /// The mitigation actions to run on each `in-alarm` violation (Warden extension).
+    pub fn automatic_mitigation_actions(&self) -> &[String] {
+        self.automatic_mitigation_actions.as_deref().unwrap_or_default()
     }
 
     /// Whether the profile's behaviors or retained metrics name `metric`.
@@ -277,6 +290,26 @@ impl ProfileDocument {
             check_length("metricsExportConfig.roleArn", &export.role_arn, 20, 2048)?;
         }
         Ok(())
+    }
+
+    /// The profile as the detection engine runs it, with each behavior's AWS JSON by behavior
+    /// name (what violations and alerts echo as `behavior`).
+    pub fn for_detection(
+        &self,
+        name: &str,
+        defs: &Definitions,
+    ) -> Result<(warden_detect::SecurityProfile, HashMap<String, Value>), warden_detect::ProfileErrors> {
+        let behaviors = self.behaviors.as_deref().unwrap_or_default();
+        let profile = aws::SecurityProfile {
+            name: name.to_owned(),
+            behaviors: behaviors.iter().map(BehaviorDoc::to_aws).collect(),
+        };
+        let compiled = warden_detect::compile(&profile, defs)?;
+        let json = behaviors
+            .iter()
+            .map(|b| (b.name.clone(), serde_json::to_value(b).expect("a behavior always serializes")))
+            .collect();
+        Ok((compiled, json))
     }
 
     fn to_json(&self) -> String {
@@ -375,6 +408,8 @@ pub struct CreateSecurityProfile {
     #[serde(rename = "additionalMetricsToRetainV2")]
     additional_metrics_to_retain_v2: Option<Vec<MetricToRetainDoc>>,
     metrics_export_config: Option<MetricsExportConfigDoc>,
+    /// Warden extension; see [`ProfileDocument::automatic_mitigation_actions`].
+    automatic_mitigation_actions: Option<Vec<String>>,
 }
 
 /// As for things, creating a profile again exactly as it is succeeds.
@@ -391,9 +426,11 @@ pub async fn create(
         additional_metrics_to_retain: input.additional_metrics_to_retain,
         additional_metrics_to_retain_v2: input.additional_metrics_to_retain_v2,
         metrics_export_config: input.metrics_export_config,
+        automatic_mitigation_actions: input.automatic_mitigation_actions.filter(|a| !a.is_empty()),
         other: BTreeMap::new(),
     };
     document.check(&definitions(&s).await?)?;
+    super::mitigation::check_automatic_actions(&s, document.automatic_mitigation_actions()).await?;
     let profile = NewSecurityProfile {
         name: name.clone(),
         description: input.security_profile_description.filter(|d| !d.is_empty()),
@@ -408,6 +445,7 @@ pub async fn create(
         },
         Err(e) => return Err(e.into()),
     }
+    s.registry_changed(RegistryChange::SecurityProfiles).await;
     reply(json!({ "securityProfileName": name, "securityProfileArn": profile_arn(&s.arns, &name) }))
 }
 
@@ -428,6 +466,8 @@ pub struct UpdateSecurityProfile {
     #[serde(rename = "additionalMetricsToRetainV2")]
     additional_metrics_to_retain_v2: Option<Vec<MetricToRetainDoc>>,
     metrics_export_config: Option<MetricsExportConfigDoc>,
+    /// Warden extension: replaces the list; `[]` removes it.
+    automatic_mitigation_actions: Option<Vec<String>>,
     #[serde(default)]
     delete_behaviors: bool,
     #[serde(default)]
@@ -499,6 +539,10 @@ pub async fn update(
         input.metrics_export_config,
         input.delete_metrics_export_config,
     );
+    if let Some(actions) = input.automatic_mitigation_actions {
+        super::mitigation::check_automatic_actions(&s, &actions).await?;
+        document.automatic_mitigation_actions = Some(actions).filter(|a| !a.is_empty());
+    }
     document.check(&definitions(&s).await?)?;
     let description = match input.security_profile_description {
         Some(d) => Some(d).filter(|d| !d.is_empty()),
@@ -506,6 +550,7 @@ pub async fn update(
     };
     let update = SecurityProfileUpdate { description, document: document.to_json() };
     let updated = s.store.update_security_profile(&name, update, Some(current.version), s.now_ms()).await?;
+    s.registry_changed(RegistryChange::SecurityProfiles).await;
     reply(describe_body(&s.arns, &updated, &document))
 }
 
@@ -516,9 +561,11 @@ pub async fn delete(State(s): State<AppState>, Name(name): Name, mut q: Query) -
     let expected_version = q.u64("expectedVersion")?;
     q.finish()?;
     match s.store.delete_security_profile(&name, expected_version).await {
-        Ok(()) | Err(StoreError::NotFound { .. }) => empty(),
-        Err(e) => Err(e.into()),
+        Ok(()) => s.registry_changed(RegistryChange::SecurityProfiles).await,
+        Err(StoreError::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
     }
+    empty()
 }
 
 /// Without a filter the store pages; with `metricName` or `dimensionName` (one at most, as in
@@ -607,6 +654,7 @@ pub async fn attach(State(s): State<AppState>, Name(name): Name, mut q: Query) -
         ));
     }
     s.store.attach_security_profile(&name, &target).await?;
+    s.registry_changed(RegistryChange::SecurityProfiles).await;
     empty()
 }
 
@@ -616,6 +664,7 @@ pub async fn detach(State(s): State<AppState>, Name(name): Name, mut q: Query) -
     q.finish()?;
     s.store.describe_security_profile(&name).await?;
     s.store.detach_security_profile(&name, &target).await?;
+    s.registry_changed(RegistryChange::SecurityProfiles).await;
     empty()
 }
 

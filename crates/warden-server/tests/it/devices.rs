@@ -22,6 +22,7 @@ static CRYPTO: Once = Once::new();
 pub struct Lab {
     pub server: RunningServer,
     pub dir: tempfile::TempDir,
+    config: ServerConfig,
 }
 
 pub async fn lab(min_report_period: Duration) -> Lab {
@@ -34,8 +35,11 @@ pub async fn lab(min_report_period: Duration) -> Lab {
     config.http.listen = "127.0.0.1:0".parse().unwrap();
     config.ingest.min_report_period = min_report_period;
     config.cloud_metrics.period = Duration::from_millis(500);
-    let server = warden_server::server::start(config, Arc::new(SystemClock)).await.unwrap();
-    Lab { server, dir }
+    // Each report is one whole period: a 300 s behavior judges every report on its own.
+    config.detect.period = Duration::from_secs(1);
+    config.alerts.retry_delay = Duration::from_millis(100);
+    let server = warden_server::server::start(config.clone(), Arc::new(SystemClock)).await.unwrap();
+    Lab { server, dir, config }
 }
 
 /// Files of a device's identity.
@@ -47,6 +51,14 @@ pub struct Device {
 }
 
 impl Lab {
+    /// Stops the server cleanly and starts it again on the same data dir (new ports).
+    pub async fn restart(self) -> Lab {
+        let Lab { server, dir, config } = self;
+        server.shutdown().await;
+        let server = warden_server::server::start(config.clone(), Arc::new(SystemClock)).await.unwrap();
+        Lab { server, dir, config }
+    }
+
     /// Registers `thing` with a new certificate (CN = thing) carrying the default policy.
     pub async fn device(&self, thing: &str) -> Device {
         let state = &self.server.state;
@@ -83,6 +95,22 @@ impl Lab {
         Device { certificate_id: issued.certificate_id, cert, key, ca }
     }
 
+    /// An API request with the server's token that must succeed; its JSON body.
+    pub async fn api(
+        &self,
+        method: &str,
+        target: &str,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
+        let auth = format!("Bearer {}", self.server.api_token);
+        let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let resp =
+            crate::support::request(self.server.http_addr, method, target, &[("authorization", &auth)], body)
+                .await;
+        assert_eq!(resp.status, 200, "{method} {target}: {}", resp.text());
+        if resp.body.is_empty() { serde_json::Value::Null } else { resp.json() }
+    }
+
     pub async fn set_status(&self, device: &Device, status: CertificateStatus) {
         let state = &self.server.state;
         state.store.update_certificate_status(&device.certificate_id, status, state.now_ms()).await.unwrap();
@@ -107,10 +135,20 @@ impl Lab {
 
     /// The thing's datapoints of `metric` stored so far.
     pub async fn datapoints(&self, thing: &str, metric: &str) -> Vec<warden_store::MetricDatum> {
+        self.datapoints_in(thing, metric, None).await
+    }
+
+    /// The thing's datapoints of `metric` in the series of `dimension` stored so far.
+    pub async fn datapoints_in(
+        &self,
+        thing: &str,
+        metric: &str,
+        dimension: Option<&str>,
+    ) -> Vec<warden_store::MetricDatum> {
         let query = DatapointQuery {
             thing: thing.to_owned(),
             metric: metric.to_owned(),
-            dimension: None,
+            dimension: dimension.map(str::to_owned),
             start_ms: 0,
             end_ms: i64::MAX / 2,
         };
@@ -400,7 +438,10 @@ async fn the_official_aws_agent_is_accepted() {
             .env("KEY", &device.key)
             .env("THING", thing)
             .env("FORMAT", format)
-            .env("INTERVAL", "1")
+            // The launcher gives up 2 + (COUNT + 2) x INTERVAL + REPLY_WAIT s after start: slack
+            // for a Python agent starting on a machine busy with the rest of the test suite.
+            .env("INTERVAL", "2")
+            .env("REPLY_WAIT", "10")
             .env("COUNT", "2")
             .env("REQUIRE_REPLY", "1")
             .output()

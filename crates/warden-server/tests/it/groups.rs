@@ -130,7 +130,8 @@ async fn things_join_and_leave_groups_by_name_or_arn() {
         json!({ "thingGroupArn": format!("{ARN}thinggroup/lab"), "thingArn": format!("{ARN}thing/t2") });
     assert_eq!(add(by_arn.clone()).await.status, 200);
     assert_eq!(add(by_arn).await.status, 200, "adding again is no error");
-    assert_eq!(server.changes.take(), vec![RegistryChange::Memberships; 3]);
+    let joined = |thing: &str| RegistryChange::ThingGroups { thing: thing.into() };
+    assert_eq!(server.changes.take(), vec![joined("t1"), joined("t2"), joined("t2")]);
 
     assert_eq!(server.ok("GET", "/thing-groups/site/things", None).await, json!({ "things": ["t1"] }));
     assert_eq!(
@@ -152,7 +153,7 @@ async fn things_join_and_leave_groups_by_name_or_arn() {
     let remove = json!({ "thingGroupName": "lab", "thingArn": format!("{ARN}thing/t2") });
     assert_eq!(server.ok("PUT", "/thing-groups/removeThingFromThingGroup", Some(remove)).await, json!({}));
     assert_eq!(server.ok("GET", "/things/t2/thing-groups", None).await, json!({ "thingGroups": [] }));
-    assert_eq!(server.changes.take(), vec![RegistryChange::Memberships]);
+    assert_eq!(server.changes.take(), vec![joined("t2")]);
 
     let message = add(json!({ "thingGroupName": "nope", "thingName": "t1" }))
         .await
@@ -212,7 +213,13 @@ async fn deleting_a_group_drops_its_memberships_and_policies() {
         .await
         .error(409, "VersionConflictException");
     assert_eq!(server.ok("DELETE", "/thing-groups/lab?expectedVersion=1", None).await, json!({}));
-    assert_eq!(server.changes.take(), vec![RegistryChange::Memberships, RegistryChange::Policies]);
+    assert_eq!(
+        server.changes.take(),
+        vec![
+            RegistryChange::ThingGroupDeleted { group: "lab".into() },
+            RegistryChange::PolicyTarget { policy: "p".into(), target: format!("{ARN}thinggroup/lab") }
+        ]
+    );
     assert_eq!(server.ok("GET", "/things/t1/thing-groups", None).await, json!({ "thingGroups": [] }));
     assert_eq!(server.ok("POST", "/policy-targets/p", None).await, json!({ "targets": [] }));
 

@@ -2,15 +2,20 @@
 //! over TCP (with `boto3` where a Python with it is available).
 
 mod auth;
+mod authz;
 mod boto3;
 mod certificates;
+mod detect;
 mod devices;
 mod groups;
 mod metrics;
+mod mitigation;
 mod openapi;
 mod policies;
 mod profiles;
 mod protocol;
+mod shutdown;
 mod support;
 mod things;
+mod topics;
 mod violations;

@@ -27,7 +27,7 @@ async fn every_documented_operation_is_routed() {
             );
         }
     }
-    assert_eq!(operations.len(), 59, "{operations:?}");
+    assert_eq!(operations.len(), 77, "{operations:?}");
     assert!(operations.contains(&"ListMetricValues".to_owned()));
 }
 

@@ -28,7 +28,8 @@ async fn a_policy_is_created_attached_detached_and_deleted() {
             "policyVersionId": "1",
         })
     );
-    assert_eq!(server.changes.take(), vec![RegistryChange::Policies]);
+    let changed = || RegistryChange::Policy { policy: "connect-own".into() };
+    assert_eq!(server.changes.take(), vec![changed()]);
     let conflict = server.call("POST", "/policies/connect-own", create_body()).await;
     conflict.error(409, "ResourceAlreadyExistsException");
     assert_eq!(conflict.json()["resourceArn"], json!(format!("{ARN}policy/connect-own")));
@@ -58,7 +59,9 @@ async fn a_policy_is_created_attached_detached_and_deleted() {
     // A certificate ARN with an upper-case id names the same target.
     let upper = format!("{ARN}cert/{}", id.to_uppercase());
     server.ok("PUT", "/target-policies/connect-own", Some(json!({ "target": upper }))).await;
-    assert_eq!(server.changes.take(), vec![RegistryChange::Policies; 3]);
+    let target =
+        |target: &str| RegistryChange::PolicyTarget { policy: "connect-own".into(), target: target.into() };
+    assert_eq!(server.changes.take(), vec![target(&cert_arn), target(&group_arn), target(&cert_arn)]);
 
     let targets = server.ok("POST", "/policy-targets/connect-own", None).await;
     let mut expected = vec![cert_arn.clone(), group_arn.clone()];
@@ -80,10 +83,10 @@ async fn a_policy_is_created_attached_detached_and_deleted() {
             json!({})
         );
     }
-    assert_eq!(server.changes.take(), vec![RegistryChange::Policies; 2]);
+    assert_eq!(server.changes.take(), vec![target(&cert_arn), target(&group_arn)]);
     assert_eq!(server.ok("POST", "/policy-targets/connect-own", None).await, json!({ "targets": [] }));
     assert_eq!(server.ok("DELETE", "/policies/connect-own", None).await, json!({}));
-    assert_eq!(server.changes.take(), vec![RegistryChange::Policies]);
+    assert_eq!(server.changes.take(), vec![changed()]);
     server.call("GET", "/policies/connect-own", None).await.error(404, "ResourceNotFoundException");
     server.call("DELETE", "/policies/connect-own", None).await.error(404, "ResourceNotFoundException");
 }
@@ -146,7 +149,10 @@ async fn policy_targets_must_be_certificates_or_groups_that_exist() {
         .await
         .error(404, "ResourceNotFoundException");
     server.call("POST", "/policy-targets/nope", None).await.error(404, "ResourceNotFoundException");
-    assert_eq!(server.changes.take(), vec![RegistryChange::Policies]);
+    assert_eq!(
+        server.changes.take(),
+        vec![RegistryChange::PolicyTarget { policy: "p".into(), target: format!("{ARN}thinggroup/gone") }]
+    );
 }
 
 #[tokio::test]

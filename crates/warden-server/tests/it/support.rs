@@ -122,24 +122,7 @@ impl TestServer {
 
     /// Any request, sent as given (plus `host`, unless given).
     pub async fn raw(&self, method: &str, target: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Resp {
-        let stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
-        tokio::spawn(connection);
-        let mut request = hyper::Request::builder().method(method).uri(target);
-        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
-            request = request.header("host", self.addr.to_string());
-        }
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response =
-            sender.send_request(request.body(Full::new(Bytes::from(body))).unwrap()).await.unwrap();
-        let status = response.status().as_u16();
-        let error_type = response.headers().get("x-amzn-errortype").map(|v| v.to_str().unwrap().to_owned());
-        let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
-        let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
-        Resp { status, error_type, content_type, body }
+        request(self.addr, method, target, headers, body).await
     }
 
     /// Creates a thing, returning nothing.
@@ -260,4 +243,30 @@ pub async fn collect_pages(
             None => return (names, pages),
         }
     }
+}
+
+/// Any request to the HTTP server at `addr`, sent as given (plus `host`, unless given).
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Resp {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(connection);
+    let mut request = hyper::Request::builder().method(method).uri(target);
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        request = request.header("host", addr.to_string());
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = sender.send_request(request.body(Full::new(Bytes::from(body))).unwrap()).await.unwrap();
+    let status = response.status().as_u16();
+    let error_type = response.headers().get("x-amzn-errortype").map(|v| v.to_str().unwrap().to_owned());
+    let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
+    Resp { status, error_type, content_type, body }
 }

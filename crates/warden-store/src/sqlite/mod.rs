@@ -5,8 +5,16 @@
 //! `spawn_blocking`, each in one read transaction, so a read sees one consistent snapshot and
 //! never waits for the writer. `synchronous = FULL`: an acknowledged write survives a power
 //! loss, and batching hides the fsync (notes/rust-stack.md §4.1 measured no loss of rate).
+//!
+//! Durability, concretely: a write's future resolves `Ok` only after the transaction holding it
+//! has committed and its WAL frames were fsynced. For ingest that means: when the server answers
+//! a report on `/accepted`, the thing's ingest state and every datapoint of the report are on
+//! disk ([`Store::record_report`] writes them in one job, so it is both or neither). A write that
+//! was queued but not yet committed when the process dies is lost, and its caller was never
+//! told otherwise; [`SqliteStore::close`] commits everything queued before the file is closed.
 
 mod alerts;
+mod checkpoint;
 mod migrations;
 mod mitigation;
 mod profiles;
@@ -26,10 +34,11 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, Transaction};
 use tokio::sync::mpsc;
 
+use self::checkpoint::Checkpointer;
 pub use self::migrations::{MIGRATIONS, Migration};
-use self::telemetry::EncodedDatapoint;
-use self::writer::{Job, MAX_BATCH, TypedJob};
-use crate::day::{END_OF_TIME_MS, UtcDay};
+use self::telemetry::EncodedDatapoints;
+use self::writer::{MAX_BATCH, Message, RepeatableJob, TypedJob, WriteContext};
+use crate::day::UtcDay;
 use crate::defender::{
     ActiveViolation, ActiveViolationFilter, AlertSubscription, AlertTopic, CustomMetric,
     DetectMitigationTask, Dimension, MitigationAction, MitigationActionUpdate, MitigationExecution,
@@ -68,15 +77,22 @@ const STATEMENT_CACHE: usize = 256;
 ///
 /// Owns the writer thread through `jobs`: dropping the store closes the channel, and the thread
 /// then runs and commits whatever is still queued and exits on its own. Every write that was
-/// acknowledged is already committed, so a plain drop loses nothing; [`SqliteStore::close`]
-/// additionally waits until the thread is gone (and the file is closed), which is what a
-/// shutdown or a test that reopens the file wants.
+/// acknowledged is already committed, so a plain drop loses nothing acknowledged, but the
+/// process may exit before the thread has committed what was still queued.
+/// [`SqliteStore::close`] commits the queue and waits until the thread is gone (and the file is
+/// closed), which is what a shutdown or a test that reopens the file wants.
 pub struct SqliteStore {
     path: PathBuf,
-    /// The writer thread's queue; the only sender, so dropping it stops the thread.
-    jobs: mpsc::Sender<Job>,
-    /// Joined by `close`; detached (but still finishing its queue) on a plain drop.
-    writer: std::thread::JoinHandle<()>,
+    /// The writer thread's queue; the only sender, so dropping it stops the thread. `close`
+    /// sends `Message::Close` through it instead, because a shared store cannot be dropped on
+    /// demand.
+    jobs: mpsc::Sender<Message>,
+    /// Taken and joined by `close`; detached (but still finishing its queue) on a plain drop. A
+    /// std mutex: held only to take the handle.
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Checkpoints the WAL in the background (see `checkpoint`); stopped by `close` after the
+    /// writer, and told to stop on a plain drop.
+    checkpointer: Mutex<Option<Checkpointer>>,
     readers: Arc<Readers>,
 }
 
@@ -98,6 +114,8 @@ impl SqliteStore {
             return Err(StoreError::Database(format!("{} cannot use WAL mode (got {mode})", path.display())));
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // Checkpoints are the checkpointer thread's; the writer only steps in if it falls behind.
+        conn.pragma_update(None, "wal_autocheckpoint", checkpoint::WRITER_FALLBACK_PAGES)?;
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         migrations::migrate(&mut conn, MIGRATIONS)?;
@@ -107,8 +125,15 @@ impl SqliteStore {
             .name("warden-store-writer".into())
             .spawn(move || writer::run(conn, queue))
             .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
+        let checkpointer = Checkpointer::start(&path)?;
         let readers = Arc::new(Readers { path: path.clone(), idle: Mutex::new(Vec::new()) });
-        Ok(SqliteStore { path, jobs, writer, readers })
+        Ok(SqliteStore {
+            path,
+            jobs,
+            writer: Mutex::new(Some(writer)),
+            checkpointer: Mutex::new(Some(checkpointer)),
+            readers,
+        })
     }
 
     /// The database file.
@@ -121,14 +146,29 @@ impl SqliteStore {
         self.read(|tx| migrations::schema_version(tx)).await
     }
 
-    /// Stops the writer after it has committed everything queued, and waits for it.
-    pub async fn close(self) -> Result<()> {
-        let SqliteStore { jobs, writer, readers, .. } = self;
-        drop(jobs);
-        drop(readers);
-        let joined = tokio::task::spawn_blocking(move || writer.join())
-            .await
-            .map_err(|e| StoreError::Database(format!("cannot wait for the writer: {e}")))?;
+    /// Stops the writer after it has committed everything queued, and waits for it; the idle
+    /// reader connections are closed too. Takes `&self` so that a store shared as
+    /// `Arc<dyn Store>` can be closed at shutdown: afterwards, writes fail with "the store's
+    /// writer thread has stopped" (reads still work, on fresh connections). Closing again
+    /// returns at once.
+    pub async fn close(&self) -> Result<()> {
+        let Some(writer) = self.writer.lock().unwrap_or_else(PoisonError::into_inner).take() else {
+            return Ok(());
+        };
+        // A send error means the thread is already gone (it panicked); the join says so.
+        let _ = self.jobs.send(Message::Close).await;
+        let checkpointer = self.checkpointer.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let joined = tokio::task::spawn_blocking(move || {
+            let joined = writer.join();
+            // After the writer, so that the last checkpoint includes its last batch.
+            if let Some(mut checkpointer) = checkpointer {
+                checkpointer.stop();
+            }
+            joined
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("cannot wait for the writer: {e}")))?;
+        self.readers.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
         joined.map_err(|_| StoreError::Database("the writer thread panicked".into()))
     }
 
@@ -152,8 +192,29 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        self.write_with(move |cx| work(cx.conn)).await
+    }
+
+    /// [`SqliteStore::write`] for work that also uses the writer's cache.
+    async fn write_with<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriteContext<'_>) -> Result<T> + Send + 'static,
+    {
         let (job, answer) = TypedJob::boxed(work);
-        self.jobs.send(job).await.map_err(|_| writer_gone())?;
+        self.jobs.send(Message::Job(job)).await.map_err(|_| writer_gone())?;
+        answer.await.map_err(|_| writer_gone())?
+    }
+
+    /// [`SqliteStore::write_with`] for work that can run again after a rollback, which lets the
+    /// writer run many such jobs under one savepoint (see `writer`).
+    async fn write_repeatable<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut WriteContext<'_>) -> Result<T> + Send + 'static,
+    {
+        let (job, answer) = RepeatableJob::boxed(work);
+        self.jobs.send(Message::Job(job)).await.map_err(|_| writer_gone())?;
         answer.await.map_err(|_| writer_gone())?
     }
 }
@@ -217,30 +278,6 @@ fn check_expected_version(expected: Option<u64>) -> Result<()> {
         }
         _ => Ok(()),
     }
-}
-
-fn check_datapoint(dp: &Datapoint) -> Result<EncodedDatapoint> {
-    names::check_thing_name(&dp.thing)?;
-    names::check_metric_name("metric", &dp.metric)?;
-    if let Some(dimension) = &dp.dimension {
-        names::check_metric_name("dimension", dimension)?;
-    }
-    if !(0..END_OF_TIME_MS).contains(&dp.timestamp_ms) {
-        return Err(StoreError::invalid(format!(
-            "datapoint timestamp {} ms is outside the years 1970 to 9999",
-            dp.timestamp_ms
-        )));
-    }
-    crate::model::check_value(&dp.value)?;
-    let value = serde_json::to_string(&dp.value)
-        .map_err(|e| StoreError::invalid(format!("cannot encode metric value: {e}")))?;
-    Ok(EncodedDatapoint {
-        thing: dp.thing.clone(),
-        metric: dp.metric.clone(),
-        dimension: dp.dimension.clone().unwrap_or_default(),
-        timestamp_ms: dp.timestamp_ms,
-        value,
-    })
 }
 
 #[async_trait]
@@ -509,12 +546,7 @@ impl Store for SqliteStore {
 
     async fn set_ingest_state(&self, thing: &str, state: IngestState) -> Result<()> {
         names::check_thing_name(thing)?;
-        if i64::try_from(state.last_report_id).is_err() {
-            return Err(StoreError::invalid(format!(
-                "report id {} is larger than the store keeps (2^63 - 1)",
-                state.last_report_id
-            )));
-        }
+        check_ingest_state(state)?;
         let thing = thing.to_owned();
         self.write(move |c| telemetry::set_ingest_state(c, &thing, state)).await
     }
@@ -523,8 +555,16 @@ impl Store for SqliteStore {
         if datapoints.is_empty() {
             return Ok(());
         }
-        let encoded = datapoints.iter().map(check_datapoint).collect::<Result<Vec<_>>>()?;
-        self.write(move |c| telemetry::append_datapoints(c, &encoded)).await
+        let encoded = EncodedDatapoints::encode(datapoints)?;
+        self.write_repeatable(move |cx| telemetry::append_datapoints(cx, &encoded)).await
+    }
+
+    async fn record_report(&self, thing: &str, state: IngestState, datapoints: Vec<Datapoint>) -> Result<()> {
+        names::check_thing_name(thing)?;
+        check_ingest_state(state)?;
+        let encoded = EncodedDatapoints::encode(datapoints)?;
+        let thing = thing.to_owned();
+        self.write_repeatable(move |cx| telemetry::record_report(cx, &thing, state, &encoded)).await
     }
 
     async fn query_datapoints(
@@ -545,7 +585,7 @@ impl Store for SqliteStore {
     }
 
     async fn drop_datapoints_before(&self, day: UtcDay) -> Result<Vec<UtcDay>> {
-        self.write(move |c| telemetry::drop_datapoints_before(c, day)).await
+        self.write_with(move |cx| telemetry::drop_datapoints_before(cx, day)).await
     }
 
     async fn create_security_profile(
@@ -976,6 +1016,16 @@ impl Store for SqliteStore {
         let id = subscription_id.to_owned();
         self.write(move |c| alerts::record_delivery(c, &id, ok, error.as_deref(), now_ms)).await
     }
+}
+
+fn check_ingest_state(state: IngestState) -> Result<()> {
+    if i64::try_from(state.last_report_id).is_err() {
+        return Err(StoreError::invalid(format!(
+            "report id {} is larger than the store keeps (2^63 - 1)",
+            state.last_report_id
+        )));
+    }
+    Ok(())
 }
 
 fn check_target(target: &str) -> Result<()> {

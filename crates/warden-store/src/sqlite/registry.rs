@@ -2,7 +2,8 @@
 //!
 //! Plain synchronous functions over a connection: the write functions run on the writer thread
 //! (inside a savepoint of its batch), the read functions inside a read transaction on a reader
-//! connection. Arguments arrive checked by the caller (names, page sizes).
+//! connection. Arguments arrive checked by the caller (names, page sizes). The bulk reads of
+//! `RegistryBulk` are implemented here too, next to the statements they mirror.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +15,9 @@ use crate::model::{
     NewThingGroup, Policy, Thing, ThingFilter, ThingGroup, ThingGroupFilter, ThingGroupUpdate,
 };
 use crate::page::Page;
+use crate::store::RegistryBulk;
 
+use super::SqliteStore;
 use super::sql::{check_version, exists, string_page};
 
 // ---------------------------------------------------------------------------------------------
@@ -708,4 +711,77 @@ pub(crate) fn policies_for_targets(conn: &Connection, targets: &[String]) -> Res
     ))?;
     let rows = stmt.query_map([targets], policy_from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bulk reads (`RegistryBulk`): one statement per relation, for a reader that mirrors the registry
+
+pub(crate) fn certificates_after(conn: &Connection, after: &str, limit: usize) -> Result<Vec<Certificate>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {CERTIFICATE_COLUMNS} FROM certificates
+         WHERE certificate_id > ?1 ORDER BY certificate_id LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![after, limit], certificate_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The rows of a two-column statement without parameters.
+fn pairs<A: rusqlite::types::FromSql, B: rusqlite::types::FromSql>(
+    conn: &Connection,
+    sql: &str,
+) -> Result<Vec<(A, B)>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn all_thing_principals(conn: &Connection) -> Result<Vec<(String, String)>> {
+    pairs(
+        conn,
+        "SELECT c.certificate_id, t.name FROM thing_principals p
+         JOIN certificates c ON c.id = p.certificate JOIN things t ON t.id = p.thing",
+    )
+}
+
+pub(crate) fn all_thing_group_parents(conn: &Connection) -> Result<Vec<(String, Option<String>)>> {
+    pairs(conn, "SELECT g.name, p.name FROM thing_groups g LEFT JOIN thing_groups p ON p.id = g.parent")
+}
+
+pub(crate) fn all_thing_group_members(conn: &Connection) -> Result<Vec<(String, String)>> {
+    pairs(
+        conn,
+        "SELECT t.name, g.name FROM thing_group_members m
+         JOIN things t ON t.id = m.thing JOIN thing_groups g ON g.id = m.thing_group",
+    )
+}
+
+pub(crate) fn all_policy_targets(conn: &Connection) -> Result<Vec<(String, String)>> {
+    pairs(conn, "SELECT p.name, t.target FROM policy_targets t JOIN policies p ON p.id = t.policy")
+}
+
+#[async_trait::async_trait]
+impl RegistryBulk for SqliteStore {
+    async fn certificates_after(&self, after: &str, limit: usize) -> Result<Vec<Certificate>> {
+        if limit == 0 {
+            return Err(StoreError::invalid("limit must be at least 1"));
+        }
+        let after = after.to_owned();
+        self.read(move |tx| certificates_after(tx, &after, limit)).await
+    }
+
+    async fn all_thing_principals(&self) -> Result<Vec<(String, String)>> {
+        self.read(|tx| all_thing_principals(tx)).await
+    }
+
+    async fn all_thing_group_parents(&self) -> Result<Vec<(String, Option<String>)>> {
+        self.read(|tx| all_thing_group_parents(tx)).await
+    }
+
+    async fn all_thing_group_members(&self) -> Result<Vec<(String, String)>> {
+        self.read(|tx| all_thing_group_members(tx)).await
+    }
+
+    async fn all_policy_targets(&self) -> Result<Vec<(String, String)>> {
+        self.read(|tx| all_policy_targets(tx)).await
+    }
 }

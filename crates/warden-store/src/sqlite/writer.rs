@@ -6,15 +6,27 @@
 //! its own savepoint inside one transaction, commits once, and only then answers each job
 //! through its oneshot. One failing job rolls back its savepoint and leaves the others of the
 //! batch alone; a failed commit fails them all. Under load, thousands of small writes share one
-//! fsync; at rest, a lone write commits at once.
+//! fsync (group commit); at rest, a lone write commits at once.
 //!
-//! Shutdown: the thread runs until every sender is gone (the `SqliteStore` is dropped or
-//! closed). Jobs still queued at that point are run and committed as usual before it exits,
-//! so nothing that was accepted into the channel is dropped.
+//! A savepoint is not free: SQLite copies every page a savepoint modifies first into its
+//! sub-journal, which for a report of ten rows is several 4 KiB copies, more than the inserts
+//! themselves cost. So jobs that can run twice ([`RepeatableJob`]: reports and datapoints) are
+//! run in runs of consecutive jobs under one savepoint; only if one of them fails is the run
+//! rolled back and each of its jobs run again in its own savepoint, as any other job.
+//!
+//! The thread also keeps what it learnt about the database in [`WriteCache`] (series ids, day
+//! tables that exist), so that a report's datapoints are inserted without looking anything up.
+//! Whatever a failed job or batch may have rolled back is forgotten with the whole cache.
+//!
+//! Shutdown: the thread runs until every sender is gone (the `SqliteStore` is dropped) or it
+//! receives [`Message::Close`] (`SqliteStore::close`). Either way, jobs still queued at that
+//! point are run and committed as usual before it exits, so nothing that was accepted into the
+//! channel is dropped.
 
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
+use super::telemetry::WriteCache;
 use crate::error::{Result, StoreError};
 
 /// The most jobs committed in one transaction. Bounds the latency a job adds to the others of
@@ -24,9 +36,28 @@ pub(crate) const MAX_BATCH: usize = 1000;
 /// A write as the writer thread sees it: type-erased so one channel carries every operation.
 pub(crate) type Job = Box<dyn WriteJob>;
 
+/// What travels on the writer's channel.
+pub(crate) enum Message {
+    Job(Job),
+    /// Commit what is queued and stop (sent by `SqliteStore::close`).
+    Close,
+}
+
+/// What a job works with: the open transaction (as a connection inside a savepoint) and the
+/// thread's cache.
+pub(crate) struct WriteContext<'a> {
+    pub(crate) conn: &'a Connection,
+    pub(crate) cache: &'a mut WriteCache,
+}
+
 pub(crate) trait WriteJob: Send {
     /// Runs the job's statements; `true` if they succeeded and should be kept.
-    fn run(&mut self, conn: &Connection) -> bool;
+    fn run(&mut self, cx: &mut WriteContext<'_>) -> bool;
+    /// Whether `run` may be called again after its writes were rolled back, which lets the
+    /// writer run it together with others under one savepoint.
+    fn repeatable(&self) -> bool {
+        false
+    }
     /// Replaces the job's outcome with an error that arose around it (savepoint handling).
     fn fail(&mut self, error: StoreError);
     /// Sends the job's result to its caller once the batch's fate (`committed`) is known.
@@ -43,7 +74,7 @@ pub(crate) struct TypedJob<T, F> {
 impl<T, F> TypedJob<T, F>
 where
     T: Send + 'static,
-    F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    F: FnOnce(&mut WriteContext<'_>) -> Result<T> + Send + 'static,
 {
     pub(crate) fn boxed(work: F) -> (Job, oneshot::Receiver<Result<T>>) {
         let (reply, answer) = oneshot::channel();
@@ -54,14 +85,14 @@ where
 impl<T, F> WriteJob for TypedJob<T, F>
 where
     T: Send,
-    F: FnOnce(&Connection) -> Result<T> + Send,
+    F: FnOnce(&mut WriteContext<'_>) -> Result<T> + Send,
 {
-    fn run(&mut self, conn: &Connection) -> bool {
+    fn run(&mut self, cx: &mut WriteContext<'_>) -> bool {
         let Some(work) = self.work.take() else {
             // The writer runs each job once; a second run has nothing to do and must not be kept.
             return false;
         };
-        let outcome = work(conn);
+        let outcome = work(cx);
         let ok = outcome.is_ok();
         self.outcome = Some(outcome);
         ok
@@ -85,46 +116,207 @@ where
     }
 }
 
-/// The writer thread's body: batches jobs until the channel is closed and drained.
-pub(crate) fn run(mut conn: Connection, mut jobs: mpsc::Receiver<Job>) {
+/// A write job that can run again after a rollback: its work borrows what it writes instead of
+/// consuming it.
+pub(crate) struct RepeatableJob<T, F> {
+    work: F,
+    outcome: Option<Result<T>>,
+    reply: oneshot::Sender<Result<T>>,
+}
+
+impl<T, F> RepeatableJob<T, F>
+where
+    T: Send + 'static,
+    F: FnMut(&mut WriteContext<'_>) -> Result<T> + Send + 'static,
+{
+    pub(crate) fn boxed(work: F) -> (Job, oneshot::Receiver<Result<T>>) {
+        let (reply, answer) = oneshot::channel();
+        (Box::new(RepeatableJob { work, outcome: None, reply }), answer)
+    }
+}
+
+impl<T, F> WriteJob for RepeatableJob<T, F>
+where
+    T: Send,
+    F: FnMut(&mut WriteContext<'_>) -> Result<T> + Send,
+{
+    fn run(&mut self, cx: &mut WriteContext<'_>) -> bool {
+        let outcome = (self.work)(cx);
+        let ok = outcome.is_ok();
+        self.outcome = Some(outcome);
+        ok
+    }
+
+    fn repeatable(&self) -> bool {
+        true
+    }
+
+    fn fail(&mut self, error: StoreError) {
+        self.outcome = Some(Err(error));
+    }
+
+    fn finish(self: Box<Self>, committed: &Result<()>) {
+        let result = match (self.outcome, committed) {
+            // The job's own error says more than the batch's.
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(_)) | None, Err(e)) => Err(e.clone()),
+            (Some(Ok(value)), Ok(())) => Ok(value),
+            (None, Ok(())) => Err(StoreError::Database("the write was not run".into())),
+        };
+        // The caller may have stopped waiting (its future was dropped); the write stands anyway.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// The writer thread's body: batches jobs until the channel is closed (or `Close` arrives) and
+/// drained.
+pub(crate) fn run(mut conn: Connection, mut queue: mpsc::Receiver<Message>) {
+    let mut cache = WriteCache::default();
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = jobs.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
+    let mut closing = false;
+    while !closing {
+        match queue.blocking_recv() {
+            Some(Message::Job(job)) => batch.push(job),
+            Some(Message::Close) | None => closing = true,
+        }
+        while !closing && batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(Message::Job(job)) => batch.push(job),
+                Ok(Message::Close) => closing = true,
                 Err(_) => break,
             }
         }
-        let committed = run_batch(&mut conn, &mut batch);
+        if closing {
+            // Refuse new jobs, then run the ones that made it into the channel before that.
+            queue.close();
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(Message::Job(job)) => batch.push(job),
+                    Ok(Message::Close) => {}
+                    Err(_) => break,
+                }
+            }
+            // Usually nothing is left over after a batch this size; if there is, run it too.
+            if batch.len() == MAX_BATCH {
+                closing = false;
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let committed = run_batch(&mut conn, &mut cache, &mut batch);
+        if committed.is_err() {
+            cache.clear();
+        }
         for job in batch.drain(..) {
             job.finish(&committed);
         }
     }
 }
 
-fn run_batch(conn: &mut Connection, batch: &mut [Job]) -> Result<()> {
+fn run_batch(conn: &mut Connection, cache: &mut WriteCache, batch: &mut [Job]) -> Result<()> {
     // IMMEDIATE takes the write lock now, so a busy database (another process) shows up as one
     // wait here rather than as a failure in the middle of the batch.
-    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    for job in batch.iter_mut() {
-        let mut savepoint = tx.savepoint()?;
-        if job.run(&savepoint) {
-            if let Err(e) = savepoint.commit() {
-                job.fail(e.into());
-                return Err(StoreError::Database("a savepoint could not be released".into()));
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut rest = &mut batch[..];
+    while !rest.is_empty() {
+        let together = rest.iter().take_while(|job| job.repeatable()).count().max(1);
+        let (now, later) = rest.split_at_mut(together);
+        if now.len() == 1 || !run_together(&tx, cache, now)? {
+            for job in now.iter_mut() {
+                run_alone(&tx, cache, job.as_mut())?;
             }
-        } else {
-            // Discard the failed job's partial writes. If that fails the batch cannot be trusted.
-            savepoint.rollback()?;
-            savepoint.commit()?;
         }
-        // Some errors (disk full, I/O) make SQLite roll back the whole transaction by itself;
-        // carrying on would run the next jobs outside any transaction.
-        if tx.is_autocommit() {
-            return Err(StoreError::Database("the transaction was rolled back by SQLite".into()));
-        }
+        rest = later;
     }
     tx.commit()?;
     Ok(())
+}
+
+/// Runs repeatable `jobs` under one savepoint. `false` if one failed: then none of their writes
+/// are kept (and the cache is cleared), and the caller runs them again one by one.
+fn run_together(tx: &Connection, cache: &mut WriteCache, jobs: &mut [Job]) -> Result<bool> {
+    let mut savepoint = Savepoint::new(tx)?;
+    let ok = jobs.iter_mut().all(|job| job.run(&mut WriteContext { conn: &savepoint, cache }));
+    if ok {
+        savepoint.release()?;
+    } else {
+        cache.clear();
+        savepoint.undo()?;
+    }
+    check_open(tx)?;
+    Ok(ok)
+}
+
+/// Runs `job` in its own savepoint, which is rolled back if the job fails.
+fn run_alone(tx: &Connection, cache: &mut WriteCache, job: &mut dyn WriteJob) -> Result<()> {
+    let mut savepoint = Savepoint::new(tx)?;
+    if job.run(&mut WriteContext { conn: &savepoint, cache }) {
+        if let Err(e) = savepoint.release() {
+            job.fail(e.clone());
+            return Err(StoreError::Database(format!("a savepoint could not be released: {e}")));
+        }
+    } else {
+        // Discard the failed job's partial writes, and what the cache learnt from them. If
+        // the rollback fails the batch cannot be trusted.
+        cache.clear();
+        savepoint.undo()?;
+    }
+    check_open(tx)
+}
+
+/// Some errors (disk full, I/O) make SQLite roll back the whole transaction by itself; carrying
+/// on would run the next jobs outside any transaction.
+fn check_open(tx: &Connection) -> Result<()> {
+    if tx.is_autocommit() {
+        return Err(StoreError::Database("the transaction was rolled back by SQLite".into()));
+    }
+    Ok(())
+}
+
+/// A savepoint driven by cached statements (rusqlite's own parses its SQL on every use, twice
+/// per job here).
+struct Savepoint<'a> {
+    conn: &'a Connection,
+    open: bool,
+}
+
+impl<'a> Savepoint<'a> {
+    fn new(conn: &'a Connection) -> Result<Savepoint<'a>> {
+        conn.prepare_cached("SAVEPOINT warden_job")?.execute([])?;
+        Ok(Savepoint { conn, open: true })
+    }
+
+    /// Keeps the savepoint's writes, in the enclosing transaction.
+    fn release(&mut self) -> Result<()> {
+        self.open = false;
+        self.conn.prepare_cached("RELEASE warden_job")?.execute([])?;
+        Ok(())
+    }
+
+    /// Discards the savepoint's writes.
+    fn undo(&mut self) -> Result<()> {
+        self.open = false;
+        self.conn.prepare_cached("ROLLBACK TO warden_job")?.execute([])?;
+        self.conn.prepare_cached("RELEASE warden_job")?.execute([])?;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for Savepoint<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Drop for Savepoint<'_> {
+    fn drop(&mut self) {
+        // Reached only when an error cut the savepoint short; the batch fails then anyway, and
+        // rolling back here is best effort before the whole transaction is rolled back.
+        if self.open {
+            let _ = self.conn.execute_batch("ROLLBACK TO warden_job; RELEASE warden_job");
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! a temporary directory.
 
 mod alerts;
+mod authz_load;
 mod certificates;
 mod custom_metrics;
 mod datapoints;
@@ -12,6 +13,7 @@ mod lifecycle;
 mod mitigation;
 mod policies;
 mod profiles;
+mod reports;
 mod things;
 mod violations;
 

@@ -2,18 +2,23 @@
 //! in-process on `127.0.0.1:0` with a temp data dir, then runs the real binary against it and
 //! checks what a user sees: stdout, stderr, the exit code and the files written.
 
+mod actions;
 mod certs;
 mod errors;
 mod groups;
+mod lab;
 mod policies;
+mod profiles;
 mod server;
 mod things;
+mod topics;
+mod violations;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use warden_server::config::ServerConfig;
 use warden_server::server::RunningServer;
 use warden_server::state::SystemClock;
@@ -34,12 +39,18 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start() -> TestServer {
+        TestServer::start_with(|_| {})
+    }
+
+    /// A server whose configuration `configure` changes first.
+    pub fn start_with(configure: impl FnOnce(&mut ServerConfig)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         // Named as `warden server`'s default, so that a run in `dir` finds the token by default.
         let data_dir = dir.path().join("warden-data");
         let mut config = ServerConfig { data_dir: data_dir.clone(), ..ServerConfig::default() };
         config.mqtt.listen = "127.0.0.1:0".parse().unwrap();
         config.http.listen = "127.0.0.1:0".parse().unwrap();
+        configure(&mut config);
         let runtime =
             tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let server = runtime.block_on(warden_server::server::start(config, Arc::new(SystemClock))).unwrap();
@@ -51,6 +62,34 @@ impl TestServer {
             data_dir,
             dir,
         }
+    }
+
+    /// The server's store, to write what the detection engine would (violations).
+    pub fn store(&self) -> &Arc<dyn warden_store::Store> {
+        &self.server.as_ref().expect("the server runs until the test ends").state.store
+    }
+
+    /// Runs a future on the server's runtime, e.g. a call of [`TestServer::store`].
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    /// Calls the REST API directly, for what no CLI command does (custom metrics, dimensions),
+    /// and checks that it succeeded.
+    pub fn api(&self, method: &str, path: &str, body: Value) -> Value {
+        let config = ureq::Agent::config_builder().http_status_as_error(false).build();
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.endpoint))
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .unwrap();
+        let mut response = ureq::Agent::new_with_config(config).run(request).unwrap();
+        let status = response.status();
+        let text = response.body_mut().read_to_string().unwrap();
+        assert!(status.is_success(), "{method} {path}: {status} {text}");
+        if text.is_empty() { json!({}) } else { serde_json::from_str(&text).unwrap() }
     }
 
     /// A path in the test's scratch dir.

@@ -102,6 +102,31 @@ OPERATIONS = {
     "ListViolationEvents": "The range is [startTime, endTime). All Warden behaviors are STATIC. "
     "`listSuppressedAlerts` as in ListActiveViolations.",
     "PutVerificationStateOnViolation": "An unknown violation id is an InvalidRequestException.",
+    "CreateMitigationAction": "`roleArn` is required and kept but not used: Warden has no IAM. All six action "
+    "types can be created; Detect tasks run ADD_THINGS_TO_THING_GROUP (`overrideDynamicGroups` is kept and "
+    "changes nothing: Warden has no dynamic groups) and UPDATE_DEVICE_CERTIFICATE (DEACTIVATE: every ACTIVE "
+    "certificate attached to the thing becomes INACTIVE, and its sessions are dropped), and answer the other "
+    "types with a SKIPPED execution. `logLevel` DISABLED is refused. Creating an action again exactly as it "
+    "is succeeds.",
+    "DescribeMitigationAction": "",
+    "UpdateMitigationAction": "Parameters of an Audit-only type are refused while a security profile runs the "
+    "action automatically (automaticMitigationActions).",
+    "DeleteMitigationAction": "Refused with InvalidRequestException while a security profile runs the action "
+    "automatically (automaticMitigationActions). Deleting an action that does not exist succeeds.",
+    "ListMitigationActions": "",
+    "StartDetectMitigationActionsTask": "Every action and violation id must exist. A violation is in "
+    "`violationEventOccurrenceRange` when one of its events happened in [startTime, endTime); without a range "
+    "every violation qualifies. Actions run in order on each violation; after a FAILED one, the rest are "
+    "SKIPPED for that violation. Starting a task again with the same id, token and parameters returns it "
+    "without running it again.",
+    "DescribeDetectMitigationActionsTask": "`actionsDefinition` shows the actions as they are now; an action "
+    "deleted since is shown by name only. Tasks of Warden's automatic mitigation have ids `auto-{violationId}`.",
+    "ListDetectMitigationActionsTasks": "Tasks started in [startTime, endTime).",
+    "CancelDetectMitigationActionsTask": "The action running finishes; nothing done is undone. A task that "
+    "has ended is an InvalidRequestException.",
+    "ListDetectMitigationActionsExecutions": "`startTime` and `endTime` bound when executions started, "
+    "[startTime, endTime). Warden's errorCode values: ResourceNotFound, InternalFailure, Timeout (FAILED), "
+    "NotSupportedForDetect, PreviousActionFailed (SKIPPED).",
 }
 
 # Members Warden refuses (inputs) or never returns (outputs), by shape name.
@@ -117,6 +142,7 @@ OMIT = {
     "CertificateDescription": ["previousOwnedBy", "customerVersion", "transferData", "generationId"],
     "GetPolicyResponse": ["generationId"],
     "CreateSecurityProfileRequest": ["tags"],
+    "CreateMitigationActionRequest": ["tags"],
     "CreateCustomMetricRequest": ["tags"],
     "CreateDimensionRequest": ["tags"],
     "ActiveViolation": ["violationEventAdditionalInfo"],
@@ -136,6 +162,23 @@ EXTRA_PARAMETERS = {
     ]
 }
 
+# Extra body members (Warden extensions), by shape name: request shapes and the structures
+# responses use.
+AUTOMATIC_MITIGATION_ACTIONS = {
+    "type": "array",
+    "maxItems": 5,
+    "items": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "[a-zA-Z0-9_-]+"},
+    "description": "Warden extension: the names of mitigation actions (ADD_THINGS_TO_THING_GROUP or "
+    "UPDATE_DEVICE_CERTIFICATE) run on every in-alarm violation of the profile, recorded as the detect "
+    "mitigation task auto-{violationId}. In an update, [] removes them.",
+}
+EXTRA_MEMBERS = {
+    "CreateSecurityProfileRequest": {"automaticMitigationActions": AUTOMATIC_MITIGATION_ACTIONS},
+    "UpdateSecurityProfileRequest": {"automaticMitigationActions": AUTOMATIC_MITIGATION_ACTIONS},
+    "DescribeSecurityProfileResponse": {"automaticMitigationActions": AUTOMATIC_MITIGATION_ACTIONS},
+    "UpdateSecurityProfileResponse": {"automaticMitigationActions": AUTOMATIC_MITIGATION_ACTIONS},
+}
+
 # The error codes Warden produces, and the operations that produce more than AWS models.
 PRODUCED_ERRORS = {
     "InvalidRequestException",
@@ -148,6 +191,7 @@ PRODUCED_ERRORS = {
     "MalformedPolicyException",
     "InternalFailureException",
     "LimitExceededException",
+    "TaskAlreadyExistsException",
 }
 EXTRA_ERRORS = {
     "DeleteThing": ["DeleteConflictException"],
@@ -159,6 +203,181 @@ AUTH_ERRORS = {
     "401": "MissingAuthenticationTokenException: no credentials.",
     "403": "UnrecognizedClientException (unknown API token or access key) or InvalidSignatureException.",
 }
+
+
+# Warden's alert topics API (not in botocore's model): written here by hand.
+ALERT_TOPIC_SCHEMAS = {
+    "WardenAlertTopic": {
+        "type": "object",
+        "properties": {
+            "topicName": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "[a-zA-Z0-9_-]+"},
+            "topicArn": {"type": "string", "description": "arn:aws:sns:{region}:{account}:{topicName}"},
+            "creationDate": {"type": "number", "description": "Seconds since the Unix epoch (may be fractional)."},
+        },
+        "required": ["topicName", "topicArn", "creationDate"],
+    },
+    "WardenAlertTopicWithSubscriptions": {
+        "allOf": [
+            {"$ref": "#/components/schemas/WardenAlertTopic"},
+            {
+                "type": "object",
+                "properties": {
+                    "subscriptions": {"type": "array", "items": {"$ref": "#/components/schemas/WardenAlertSubscription"}}
+                },
+                "required": ["subscriptions"],
+            },
+        ]
+    },
+    "WardenAlertSubscription": {
+        "type": "object",
+        "properties": {
+            "subscriptionId": {"type": "string"},
+            "topicName": {"type": "string"},
+            "protocol": {"type": "string", "enum": ["http", "https", "mqtt"]},
+            "endpoint": {"type": "string", "maxLength": 2048},
+            "creationDate": {"type": "number", "description": "Seconds since the Unix epoch (may be fractional)."},
+            "delivered": {"type": "integer", "format": "int64", "description": "Alerts delivered."},
+            "failed": {"type": "integer", "format": "int64", "description": "Delivery attempts that failed."},
+            "lastError": {"type": "string", "nullable": True, "description": "The error of the last attempt, if it failed."},
+            "lastAttemptDate": {"type": "number", "nullable": True},
+        },
+        "required": ["subscriptionId", "topicName", "protocol", "endpoint", "creationDate", "delivered", "failed"],
+    },
+    "WardenSubscribeRequest": {
+        "type": "object",
+        "properties": {
+            "protocol": {"type": "string", "enum": ["http", "https", "mqtt"]},
+            "endpoint": {
+                "type": "string",
+                "maxLength": 2048,
+                "description": "An absolute URL of the protocol's scheme, or an MQTT topic name without "
+                "wildcards (not starting with $).",
+            },
+        },
+        "required": ["protocol", "endpoint"],
+    },
+}
+
+
+def alert_topic_paths(error_responses):
+    """The paths of the alert topics API, as the generated operations, with AWS's error shapes."""
+
+    def ref(name):
+        return {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
+
+    def errors(*codes):
+        return error_responses("", {"errors": [{"shape": c} for c in codes]})
+
+    topic_name = {
+        "name": "topicName",
+        "in": "path",
+        "required": True,
+        "description": "The topic's name, the last segment of the alertTargetArn that names it.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "[a-zA-Z0-9_-]+"},
+    }
+    paging = [
+        {"name": "maxResults", "in": "query", "required": False, "description": "Page size.",
+         "schema": {"type": "integer", "minimum": 1, "maximum": 250}},
+        {"name": "nextToken", "in": "query", "required": False, "description": "The token of the next page.",
+         "schema": {"type": "string"}},
+    ]
+    page = lambda key, item: {  # noqa: E731
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    key: {"type": "array", "items": {"$ref": f"#/components/schemas/{item}"}},
+                    "nextToken": {"type": "string"},
+                },
+            }
+        }
+    }
+    note = "Warden extension (SNS is not emulated): "
+    return {
+        "/warden/alert-topics": {
+            "get": {
+                "operationId": "WardenListAlertTopics",
+                "summary": "WardenListAlertTopics",
+                "description": note + "the alert topics, by name.",
+                "parameters": paging,
+                "responses": {"200": {"description": "Success.", "content": page("topics", "WardenAlertTopic")},
+                              **errors("InvalidRequestException")},
+            }
+        },
+        "/warden/alert-topics/{topicName}": {
+            "post": {
+                "operationId": "WardenCreateAlertTopic",
+                "summary": "WardenCreateAlertTopic",
+                "description": note + "creates a topic that profiles' alertTargets.SNS.alertTargetArn can name "
+                "(by the ARN's last segment; region and account are not checked).",
+                "parameters": [topic_name],
+                "responses": {"200": {"description": "Success.", "content": ref("WardenAlertTopic")},
+                              **errors("InvalidRequestException", "ResourceAlreadyExistsException")},
+            },
+            "get": {
+                "operationId": "WardenDescribeAlertTopic",
+                "summary": "WardenDescribeAlertTopic",
+                "description": note + "the topic and all its subscriptions with their delivery counters.",
+                "parameters": [topic_name],
+                "responses": {"200": {"description": "Success.", "content": ref("WardenAlertTopicWithSubscriptions")},
+                              **errors("InvalidRequestException", "ResourceNotFoundException")},
+            },
+            "delete": {
+                "operationId": "WardenDeleteAlertTopic",
+                "summary": "WardenDeleteAlertTopic",
+                "description": note + "deletes the topic and its subscriptions. Alerts of profiles that name "
+                "it are dropped until a topic of that name exists again.",
+                "parameters": [topic_name],
+                "responses": {"200": {"description": "Success."},
+                              **errors("InvalidRequestException", "ResourceNotFoundException")},
+            },
+        },
+        "/warden/alert-topics/{topicName}/subscriptions": {
+            "post": {
+                "operationId": "WardenSubscribe",
+                "summary": "WardenSubscribe",
+                "description": note + "subscribes an HTTP(S) webhook or an MQTT topic of Warden's broker to the "
+                "topic. Subscribing the same protocol and endpoint again returns the existing subscription.",
+                "parameters": [topic_name],
+                "requestBody": {"required": True, "content": ref("WardenSubscribeRequest")},
+                "responses": {"200": {"description": "Success.", "content": ref("WardenAlertSubscription")},
+                              **errors("InvalidRequestException", "ResourceNotFoundException")},
+            },
+            "get": {
+                "operationId": "WardenListSubscriptions",
+                "summary": "WardenListSubscriptions",
+                "description": note + "the topic's subscriptions in the order they were made, with their "
+                "delivery counters: where failing deliveries show.",
+                "parameters": [topic_name] + paging,
+                "responses": {"200": {"description": "Success.", "content": page("subscriptions", "WardenAlertSubscription")},
+                              **errors("InvalidRequestException", "ResourceNotFoundException")},
+            },
+        },
+        "/warden/info": {
+            "get": {
+                "operationId": "WardenDescribeServer",
+                "summary": "WardenDescribeServer",
+                "description": "Warden extension: the region and account the server's ARNs use, and its version, "
+                               "for clients that build ARNs no operation hands out (all/things targets, roles).",
+                "responses": {"200": {"description": "Success.", "content": {"application/json": {"schema": {
+                    "type": "object",
+                    "properties": {"region": {"type": "string"}, "accountId": {"type": "string"},
+                                   "version": {"type": "string"}},
+                }}}}},
+            }
+        },
+        "/warden/alert-subscriptions/{subscriptionId}": {
+            "delete": {
+                "operationId": "WardenUnsubscribe",
+                "summary": "WardenUnsubscribe",
+                "description": note + "deletes a subscription.",
+                "parameters": [{"name": "subscriptionId", "in": "path", "required": True,
+                                "description": "The subscription's id.", "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "Success."},
+                              **errors("InvalidRequestException", "ResourceNotFoundException")},
+            }
+        },
+    }
 
 
 def main():
@@ -215,6 +434,7 @@ def main():
             if member in omit or m.get("location"):
                 continue
             props[member] = schema(m["shape"])
+        props.update(EXTRA_MEMBERS.get(name, {}))
         out = {"type": "object", "properties": props}
         req = [r for r in required if r in props]
         if req:
@@ -308,8 +528,10 @@ def main():
         entry = {"operationId": op_name, "summary": op_name, "description": description}
         if params:
             entry["parameters"] = params
-        if body:
+        extra = EXTRA_MEMBERS.get(op.get("input", {}).get("shape"), {})
+        if body or extra:
             props = {k: schema(m["shape"]) for k, m in body.items()}
+            props.update(extra)
             body_schema = {"type": "object", "properties": props}
             req = [r for r in required if r in props]
             if req:
@@ -322,6 +544,8 @@ def main():
         entry["responses"] = {"200": ok, **error_responses(op_name, op)}
         paths.setdefault(path, {})[method] = entry
 
+    paths.update(alert_topic_paths(error_responses))
+    schemas.update(ALERT_TOPIC_SCHEMAS)
     schemas["Error"] = {
         "type": "object",
         "description": "Every error: the code is in the x-amzn-ErrorType header. "
@@ -363,7 +587,7 @@ def main():
     with open(OUT, "w") as f:
         json.dump(document, f, indent=1, ensure_ascii=False)
         f.write("\n")
-    print(f"wrote {OUT}: {len(OPERATIONS)} operations, {len(schemas)} schemas", file=sys.stderr)
+    print(f"wrote {OUT}: {len(OPERATIONS)} AWS operations, {len(schemas)} schemas", file=sys.stderr)
 
 
 if __name__ == "__main__":
