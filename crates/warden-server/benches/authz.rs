@@ -35,21 +35,8 @@ use warden_server::pki::Pki;
 use warden_server::state::{AppState, RegistryChange, RegistryListener as _, SystemClock};
 use warden_store::{CertificateStatus, NewCertificate, NewThingGroup, SqliteStore, Store};
 
-/// The server's default thing policy (`server::DEFAULT_THING_POLICY_DOCUMENT`).
-const THING_POLICY: &str = r#"{
-  "Version": "2012-10-17",
-  "Statement": [
-    {"Effect": "Allow", "Action": "iot:Connect",
-     "Resource": ["arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}",
-                  "arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}/*"]},
-    {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
-     "Resource": ["arn:aws:iot:*:*:topic/$aws/things/${iot:Connection.Thing.ThingName}/*",
-                  "arn:aws:iot:*:*:topic/things/${iot:Connection.Thing.ThingName}/*"]},
-    {"Effect": "Allow", "Action": "iot:Subscribe",
-     "Resource": ["arn:aws:iot:*:*:topicfilter/$aws/things/${iot:Connection.Thing.ThingName}/*",
-                  "arn:aws:iot:*:*:topicfilter/things/${iot:Connection.Thing.ThingName}/*"]}
-  ]
-}"#;
+/// The server's default thing policy.
+const THING_POLICY: &str = warden_server::server::DEFAULT_THING_POLICY_DOCUMENT;
 
 /// A group policy every thing inherits: a quarantine-style Deny on topics reports never use.
 const FLEET_POLICY: &str = r#"{"Statement": [{"Effect": "Deny", "Action": "iot:Publish",

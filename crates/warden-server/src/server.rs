@@ -27,7 +27,7 @@ use crate::state::{AppState, Clock};
 /// connections), and use its own `$aws/things/{thing}/...` topics and application topics
 /// `things/{thing}/...`.
 pub const DEFAULT_THING_POLICY: &str = "WardenThingPolicy";
-const DEFAULT_THING_POLICY_DOCUMENT: &str = r#"{
+pub const DEFAULT_THING_POLICY_DOCUMENT: &str = r#"{
   "Version": "2012-10-17",
   "Statement": [
     {"Effect": "Allow", "Action": "iot:Connect",

@@ -93,17 +93,24 @@ async fn subscribe(lab: &Lab, topic: &str, protocol: &str, endpoint: &str) -> St
     s["subscriptionId"].as_str().unwrap().to_owned()
 }
 
+/// A server with device `dev-1` and the alert topic `DeviceAlerts`, whose one subscriber is a
+/// webhook.
+async fn alerting_lab() -> (Lab, crate::devices::Device, Webhook) {
+    let lab = lab(Duration::ZERO).await;
+    let device = lab.device("dev-1").await;
+    let webhook = Webhook::start().await;
+    lab.api("POST", "/warden/alert-topics/DeviceAlerts", None).await;
+    subscribe(&lab, "DeviceAlerts", "http", &webhook.url).await;
+    (lab, device, webhook)
+}
+
 async fn active_violations(lab: &Lab) -> Vec<Value> {
     lab.api("GET", "/active-violations", None).await["activeViolations"].as_array().unwrap().clone()
 }
 
 #[tokio::test]
 async fn a_violation_is_alerted_listed_cleared_and_survives_a_restart() {
-    let lab = lab(Duration::ZERO).await;
-    let device = lab.device("dev-1").await;
-    let mut webhook = Webhook::start().await;
-    lab.api("POST", "/warden/alert-topics/DeviceAlerts", None).await;
-    subscribe(&lab, "DeviceAlerts", "http", &webhook.url).await;
+    let (lab, device, mut webhook) = alerting_lab().await;
     outbound_bytes_profile(&lab, "DeviceAlerts", &[]).await;
 
     let mut c = lab.client(&device, "dev-1");
@@ -304,17 +311,13 @@ async fn failed_deliveries_are_retried_counted_and_do_not_hold_up_others() {
     };
     assert_eq!(subscription["delivered"], 0);
     assert!(subscription["lastError"].as_str().is_some_and(|e| !e.is_empty()), "{subscription}");
-    let text = lab.server.alerts.stats.abandoned.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(text, 1);
+    let abandoned = lab.server.alerts.stats.abandoned.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(abandoned, 1, "one delivery given up after its last attempt");
 }
 
 #[tokio::test]
 async fn a_topic_dimension_narrows_a_cloud_side_message_count() {
-    let lab = lab(Duration::ZERO).await;
-    let device = lab.device("dev-1").await;
-    let mut webhook = Webhook::start().await;
-    lab.api("POST", "/warden/alert-topics/DeviceAlerts", None).await;
-    subscribe(&lab, "DeviceAlerts", "http", &webhook.url).await;
+    let (lab, device, mut webhook) = alerting_lab().await;
     lab.api(
         "POST",
         "/dimensions/Telemetry",
@@ -379,11 +382,7 @@ async fn a_topic_dimension_narrows_a_cloud_side_message_count() {
 
 #[tokio::test]
 async fn leaving_the_targeted_group_invalidates_the_alarm_at_once() {
-    let lab = lab(Duration::ZERO).await;
-    let device = lab.device("dev-1").await;
-    let mut webhook = Webhook::start().await;
-    lab.api("POST", "/warden/alert-topics/DeviceAlerts", None).await;
-    subscribe(&lab, "DeviceAlerts", "http", &webhook.url).await;
+    let (lab, device, mut webhook) = alerting_lab().await;
     lab.api("POST", "/thing-groups/cameras", None).await;
     lab.api("POST", "/thing-groups/lobby", Some(json!({ "parentGroupName": "cameras" }))).await;
     let membership = |action: &str| {
