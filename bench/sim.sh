@@ -205,6 +205,9 @@ if "error" not in out:
         "accepted_per_s": (s1["accepted"] - s0["accepted"]) / w,
         "telemetry_per_s": (s1["telemetry"] - s0["telemetry"]) / w,
         "rejected_total": s1["rejected"], "skipped_total": s1["skipped"],
+        "rejected_window": s1["rejected"] - s0["rejected"], "skipped_window": s1["skipped"] - s0["skipped"],
+        "sim_cpu_us_per_message": 1e6 * sim_cpu / max(sent + s1["telemetry"] - s0["telemetry"], 1),
+        "server_cpu_us_per_message": 1e6 * server_cpu / max(sent + s1["telemetry"] - s0["telemetry"], 1),
         "connected_end": s1["connected"], "app_end": s1["app"],
         "sim_cpu_pct": 100 * sim_cpu / w, "server_cpu_pct": 100 * server_cpu / w,
         "other_cpu_pct": 100 * (busy - sim_cpu - server_cpu) / w,
@@ -255,20 +258,32 @@ for i, p in enumerate(phases, 1):
         continue
     r = p.get("registration") or {}
     if r:
-        rate = r["registered"] / r["t"] if r["registered"] else 0
-        print(f"   identities: {r['reused']:,} reused, {r['registered']:,} registered through the REST API in {r['t']:.1f} s"
-              + (f" ({rate:.0f}/s; server CPU {r['server_cpu']:.1f} s, simulator CPU {r['sim_cpu']:.1f} s)" if r["registered"] else ""))
+        line = f"   identities: {r['reused']:,} reused, {r['registered']:,} registered through the REST API in {r['t']:.1f} s"
+        if r["registered"]:
+            line += f" ({r['registered'] / r['t']:.0f}/s; server CPU {r['server_cpu']:.1f} s, simulator CPU {r['sim_cpu']:.1f} s)"
+        print(line)
     n, c = p["devices"], p["connections"]
+    telemetry = p["telemetry"] != "off"
     print(f"   connect: {c:,} mTLS connections in {p['connect_s']:.1f} s ({c / p['connect_s']:.0f}/s); "
           f"simulator CPU {1000 * p['connect_sim_cpu_s'] / c:.2f} ms and server CPU {1000 * p['connect_server_cpu_s'] / c:.2f} ms per connection")
-    print(f"   steady ({p['window_s']:.0f} s window): {p['reports_per_s']:.0f} reports/s sent, {p['accepted_per_s']:.0f}/s accepted"
-          + (f", {p['telemetry_per_s']:.0f} telemetry/s" if p["telemetry"] != "off" else "")
-          + f"; rejected {p['rejected_total']}, skipped {p['skipped_total']}; connected at the end {p['connected_end']:,}/{n:,}"
-          + (f" (app {p['app_end']:,})" if p["telemetry"] != "off" else ""))
-    print(f"   simulator: CPU {p['sim_cpu_pct']:.1f}% of a core = {1000 * p['sim_cpu_pct'] / 100 / n:.3f} ms/s per device, "
-          f"{p['sim_cpu_us_per_report']:.0f} us per report; RSS {p['sim_rss_kb'] / 1024:.0f} MiB (peak {p['sim_hwm_kb'] / 1024:.0f} MiB) = "
-          f"{p['sim_hwm_kb'] / n:.1f} kB per device at peak; {p['sim_threads']} threads")
-    print(f"   server:    CPU {p['server_cpu_pct']:.1f}% of a core = {p['server_cpu_us_per_report']:.0f} us per report; RSS {p['server_rss_kb'] / 1024:.0f} MiB "
+    line = f"   steady ({p['window_s']:.0f} s window): {p['reports_per_s']:.0f} reports/s sent, {p['accepted_per_s']:.0f}/s accepted"
+    if telemetry:
+        line += f", {p['telemetry_per_s']:.0f} telemetry/s"
+    line += (f"; in the window {p['rejected_window']} rejected, {p['skipped_window']} skipped"
+             f" (since the start: {p['rejected_total']} rejected, {p['skipped_total']} skipped, due before their device had connected)"
+             f"; connected at the end {p['connected_end']:,}/{n:,}")
+    if telemetry:
+        line += f" (app {p['app_end']:,})"
+    print(line)
+    per = (f"{p['sim_cpu_us_per_message']:.0f} us per message (report or telemetry)" if telemetry
+           else f"{p['sim_cpu_us_per_report']:.0f} us per report")
+    print(f"   simulator: CPU {p['sim_cpu_pct']:.1f}% of a core = {10 * p['sim_cpu_pct'] / n:.4f} ms/s per device, {per}; "
+          f"RSS {p['sim_rss_kb'] / 1024:.0f} MiB (peak {p['sim_hwm_kb'] / 1024:.0f} MiB) = {p['sim_hwm_kb'] / n:.1f} kB per device, "
+          f"{p['sim_hwm_kb'] / c:.1f} kB per connection at peak; {p['sim_threads']} threads")
+    per = (f"{p['server_cpu_us_per_message']:.0f} us per message" if telemetry
+           else f"{p['server_cpu_us_per_report']:.0f} us per report")
+    print(f"   server:    CPU {p['server_cpu_pct']:.1f}% of a core = {per}; RSS {p['server_rss_kb'] / 1024:.0f} MiB "
           f"(before the phase {p['server_rss_before_kb'] / 1024:.0f} MiB, peak {p['server_hwm_kb'] / 1024:.0f} MiB)")
-    print(f"   other processes on the machine: {p['other_cpu_pct']:.0f}% of a core; simulator stop (SIGTERM to exit, DISCONNECT from every device): {p['stop_s']:.1f} s")
+    print(f"   other processes on the machine: {p['other_cpu_pct']:.0f}% of a core; "
+          f"simulator stop (SIGTERM to exit, DISCONNECT from every device): {p['stop_s']:.1f} s")
 EOF

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -263,9 +264,24 @@ async fn devices(State(ctx): State<Ctx>, headers: HeaderMap) -> Reply {
     reply(&json!({ "devices": ctx.fleet.devices() }))
 }
 
-async fn device(State(ctx): State<Ctx>, headers: HeaderMap, Path(thing): Path<String>) -> Reply {
+async fn device(
+    State(ctx): State<Ctx>,
+    headers: HeaderMap,
+    thing: Result<Path<String>, PathRejection>,
+) -> Reply {
     check_token(&ctx, &headers)?;
+    let thing = path(thing)?;
     reply(&ctx.fleet.device(&thing)?)
+}
+
+/// The thing of a path, or axum's refusal in AWS's shape.
+fn path(p: Result<Path<String>, PathRejection>) -> Result<String, Refusal> {
+    p.map(|Path(thing)| thing).map_err(|e| Refusal::invalid(e.body_text()))
+}
+
+/// The body, or axum's refusal (too large, unreadable) in AWS's shape.
+fn content(b: Result<Bytes, BytesRejection>) -> Result<Bytes, Refusal> {
+    b.map_err(|e| Refusal { status: e.status(), code: "InvalidRequestException", message: e.body_text() })
 }
 
 /// The body of `misbehave` and `calm`: a JSON object with the fields named, nothing else.
@@ -293,10 +309,11 @@ fn kind_field(map: &serde_json::Map<String, Value>) -> Result<Option<Misbehaviou
 async fn misbehave(
     State(ctx): State<Ctx>,
     headers: HeaderMap,
-    Path(thing): Path<String>,
-    bytes: Bytes,
+    thing: Result<Path<String>, PathRejection>,
+    bytes: Result<Bytes, BytesRejection>,
 ) -> Reply {
     check_token(&ctx, &headers)?;
+    let (thing, bytes) = (path(thing)?, content(bytes)?);
     let map = body(&bytes, &["kind", "forSeconds"])?;
     let kind = kind_field(&map)?.ok_or_else(|| Refusal::invalid("kind: required"))?;
     let duration = match map.get("forSeconds") {
@@ -314,8 +331,14 @@ async fn misbehave(
     reply(&ctx.fleet.device(&thing)?)
 }
 
-async fn calm(State(ctx): State<Ctx>, headers: HeaderMap, Path(thing): Path<String>, bytes: Bytes) -> Reply {
+async fn calm(
+    State(ctx): State<Ctx>,
+    headers: HeaderMap,
+    thing: Result<Path<String>, PathRejection>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Reply {
     check_token(&ctx, &headers)?;
+    let (thing, bytes) = (path(thing)?, content(bytes)?);
     let kind = kind_field(&body(&bytes, &["kind"])?)?;
     ctx.fleet.calm(&thing, kind).await?;
     reply(&ctx.fleet.device(&thing)?)

@@ -72,7 +72,7 @@ impl FleetConfig {
             ca_pem: ca_pem.to_owned(),
             seed: 1,
             mix: ClassMix::default(),
-            timing: Timing { period: Duration::from_secs(300), speedup: 1.0, start_epoch_ms: now_epoch_ms() },
+            timing: Timing { period: Duration::from_secs(301), speedup: 1.0, start_epoch_ms: now_epoch_ms() },
             telemetry: Some(Duration::from_secs(5)),
             format: Format::Cbor,
             names: Names::Short,

@@ -145,11 +145,17 @@ impl Display {
         if self.tty { Duration::from_secs(1) } else { plain_every }
     }
 
-    /// The status line: redrawn on a terminal, printed as a line otherwise.
+    /// The status line: redrawn on a terminal (cut to `$COLUMNS` when the shell exports it: a
+    /// wrapped line could not be redrawn in place), printed as a line otherwise.
     pub fn status(&self, text: &str) {
         let mut out = std::io::stdout().lock();
         let mut drawn = self.drawn.lock().unwrap_or_else(PoisonError::into_inner);
         if self.tty {
+            let columns = std::env::var("COLUMNS").ok().and_then(|c| c.parse::<usize>().ok());
+            let text: String = match columns {
+                Some(c) if c > 1 => text.chars().take(c - 1).collect(),
+                _ => text.to_owned(),
+            };
             let _ = write!(out, "\r\x1b[2K{text}");
             *drawn = true;
         } else {
@@ -216,10 +222,11 @@ pub async fn run(
             _ = stop.changed() => break,
             _ = draw.tick() => {
                 let view = server.lock().unwrap_or_else(PoisonError::into_inner).clone();
-                let mut text = line(fleet.uptime(), &fleet.totals(), view.as_ref());
-                if display.is_tty() {
-                    let t = fleet.totals();
-                    text = format!("{} {text}", bar(t.agent_connected, t.devices, 20));
+                let totals = fleet.totals();
+                let mut text = line(fleet.uptime(), &totals, view.as_ref());
+                // On a terminal, a progress bar while devices are still connecting.
+                if display.is_tty() && totals.agent_connected < totals.devices {
+                    text = format!("{} {text}", bar(totals.agent_connected, totals.devices, 20));
                 }
                 display.status(&text);
             }

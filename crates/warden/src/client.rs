@@ -166,6 +166,11 @@ impl Api {
         &self.base
     }
 
+    /// The bearer token, for clients built on other libraries (`warden sim`).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     pub fn get(&self, path: String) -> Call<'_> {
         Call::new(self, Method::GET, path)
     }

@@ -1,5 +1,6 @@
 //! `warden`: runs the server (`warden server`) and talks to its API from the command line
-//! (`warden things|groups|certs|policies|profiles|violations|actions|topics ...`). Business
+//! (`warden things|groups|certs|policies|profiles|violations|actions|topics ...`), and runs a
+//! virtual fleet (`warden sim`, from `warden-sim`). Business
 //! logic lives in `warden-server` (and the rule language in `warden-detect`); this crate only
 //! parses arguments, calls the REST API ([`client`]) and prints ([`output`]).
 
@@ -12,6 +13,7 @@ mod output;
 mod policies;
 mod profiles;
 mod server;
+mod sim;
 mod things;
 mod times;
 mod topics;
@@ -49,6 +51,8 @@ enum Command {
     Actions(actions::ActionsArgs),
     /// Alert topics and their subscriptions (webhooks, MQTT topics).
     Topics(topics::TopicsArgs),
+    /// A virtual fleet of devices against the server; make one misbehave while it runs.
+    Sim(sim::SimArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         Command::Violations(args) => violations::run(args).map(|()| ExitCode::SUCCESS),
         Command::Actions(args) => actions::run(args).map(|()| ExitCode::SUCCESS),
         Command::Topics(args) => topics::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Sim(args) => sim::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -101,6 +101,11 @@ async fn the_control_endpoint_starts_and_stops_misbehaviours() {
             "{body}"
         );
     }
+    let big = "x".repeat(3 << 20);
+    let (status, code, _) = raw(addr, "POST", "/devices/sim-00000/misbehave", Some(&token), &big).await;
+    assert_eq!((status, code.as_deref()), (413, Some("InvalidRequestException")));
+    let (status, code, _) = raw(addr, "GET", "/devices/%FF", Some(&token), "").await;
+    assert_eq!((status, code.as_deref()), (400, Some("InvalidRequestException")));
     let (status, code, _) = raw(addr, "GET", "/nowhere", Some(&token), "").await;
     assert_eq!((status, code.as_deref()), (404, Some("ResourceNotFoundException")));
     assert!(fleet.device("sim-00000").unwrap().misbehaving.is_empty(), "nothing refused was applied");

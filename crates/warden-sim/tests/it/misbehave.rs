@@ -112,7 +112,8 @@ async fn each_misbehaviour_changes_the_stored_metrics_as_the_real_behaviour_woul
     let t = thing(6);
     more_reports(&fleet, &t, 4).await;
     let out = lab.counts(&t, "aws:all-bytes-out").await;
-    assert!(last(&out) > out[1] + 5_000, "{out:?}");
+    // Against the smaller of the first two: one of them may carry a (rare) benign burst.
+    assert!(last(&out) > out[0].min(out[1]) + 5_000, "{out:?}");
 
     // auth-errors: PUBACK 0x87 for the forbidden topics, counted by the server as
     // authorization failures; the session stays up.
