@@ -23,7 +23,7 @@ use bytes::Bytes;
 use serde_json::json;
 use tokio::sync::{Semaphore, mpsc};
 use warden_broker::Broker;
-use warden_store::{AlertSubscription, PageRequest, StoreError, SubscriptionProtocol};
+use warden_store::{AlertSubscription, StoreError, SubscriptionProtocol, all_pages};
 
 use crate::state::AppState;
 
@@ -135,14 +135,7 @@ async fn run(state: AppState, broker: Arc<Broker>, mut rx: mpsc::Receiver<Alert>
 /// Every subscription of a topic; `NotFound` if the topic does not exist.
 async fn subscriptions(state: &AppState, topic: &str) -> Result<Vec<AlertSubscription>, StoreError> {
     state.store.describe_alert_topic(topic).await?;
-    let mut out = Vec::new();
-    let mut request = Some(PageRequest::default());
-    while let Some(current) = request {
-        let page = state.store.list_subscriptions(topic, &current).await?;
-        request = current.after(&page);
-        out.extend(page.items);
-    }
-    Ok(out)
+    all_pages(|page| async move { state.store.list_subscriptions(topic, &page).await }).await
 }
 
 /// SNS's HTTP notification around the alert message (unsigned; see the module doc).

@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGua
 
 use warden_broker::policy::{Action, Arns as PolicyArns, Context, Decision, Policy};
 use warden_broker::{AccessControl, Broker, Identity};
-use warden_store::{CertificateStatus, Page, PageRequest, Store, StoreError};
+use warden_store::{CertificateStatus, Store, StoreError, all_pages};
 
 use crate::state::{AppState, Arns, RegistryChange, RegistryListener};
 
@@ -679,7 +679,9 @@ impl Authorizer {
             }
             RegistryChange::ThingGroups { thing } => {
                 let direct =
-                    match all(|page| async move { store.list_groups_for_thing(thing, &page).await }).await {
+                    match all_pages(|page| async move { store.list_groups_for_thing(thing, &page).await })
+                        .await
+                    {
                         Ok(direct) => direct,
                         Err(StoreError::NotFound { .. }) => Vec::new(),
                         Err(e) => return Err(e),
@@ -706,7 +708,8 @@ impl Authorizer {
                 let compiled = read_policy(store, policy).await?;
                 let attached = match Target::parse(arns, target) {
                     Target::Certificate(_) | Target::Group(_) => {
-                        all(|page| async move { store.list_attached_policies(target, &page).await }).await?
+                        all_pages(|page| async move { store.list_attached_policies(target, &page).await })
+                            .await?
                     }
                     Target::Other => Vec::new(),
                 };
@@ -773,7 +776,7 @@ impl Authorizer {
                     continue;
                 }
                 let target = self.state.arns.thing_group(name);
-                let policies = all(|page| {
+                let policies = all_pages(|page| {
                     let target = &target;
                     async move { store.list_attached_policies(target, &page).await }
                 })
@@ -898,25 +901,6 @@ impl<'a> Target<'a> {
     }
 }
 
-/// Every item of a paginated listing.
-async fn all<T, F, Fut>(mut list: F) -> Result<Vec<T>, StoreError>
-where
-    F: FnMut(PageRequest) -> Fut,
-    Fut: std::future::Future<Output = Result<Page<T>, StoreError>>,
-{
-    let mut items = Vec::new();
-    let mut request = PageRequest::first(warden_store::MAX_PAGE_SIZE);
-    loop {
-        let page = list(request.clone()).await?;
-        let next = request.after(&page);
-        items.extend(page.items);
-        match next {
-            Some(n) => request = n,
-            None => return Ok(items),
-        }
-    }
-}
-
 /// A stored policy document, parsed; `None` if there is no such policy or it does not parse.
 async fn read_policy(store: &dyn Store, name: &str) -> Result<Option<Arc<Policy>>, StoreError> {
     match store.get_policy(name).await {
@@ -954,13 +938,14 @@ async fn read_certificate(
         return Ok(None);
     };
     let things =
-        match all(|page| async move { store.list_principal_things(certificate_id, &page).await }).await {
+        match all_pages(|page| async move { store.list_principal_things(certificate_id, &page).await }).await
+        {
             Ok(things) => things,
             Err(StoreError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e),
         };
     let target = arns.certificate(certificate_id);
-    let policies = all(|page| {
+    let policies = all_pages(|page| {
         let target = &target;
         async move { store.list_attached_policies(target, &page).await }
     })
@@ -977,7 +962,7 @@ async fn read_certificate(
 /// Reads the whole registry with a few bulk statements (certificates in chunks).
 async fn load(store: &dyn Store, arns: &Arns) -> Result<Registry, StoreError> {
     let mut registry = Registry::default();
-    for p in all(|page| async move { store.list_policies(&page).await }).await? {
+    for p in all_pages(|page| async move { store.list_policies(&page).await }).await? {
         if let Some(policy) = compile(&p) {
             registry.policies.insert(p.name.into(), policy);
         }
@@ -1272,7 +1257,10 @@ mod tests {
                 if store.delete_thing_group(&group(*g), None).await.is_ok() {
                     changes.push(RegistryChange::ThingGroupDeleted { group: group(*g) });
                     let arn = arns.thing_group(&group(*g));
-                    let attached = store.list_attached_policies(&arn, &PageRequest::default()).await.unwrap();
+                    let attached = store
+                        .list_attached_policies(&arn, &warden_store::PageRequest::default())
+                        .await
+                        .unwrap();
                     for p in attached.items {
                         store.detach_policy(&p, &arn).await.unwrap();
                         changes.push(RegistryChange::PolicyTarget { policy: p, target: arn.clone() });

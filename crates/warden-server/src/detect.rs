@@ -29,8 +29,8 @@ use warden_detect::{
     Datapoint, Engine, EngineConfig, RestoredAlarm, ViolationEvent, ViolationEventKind, ViolationId,
 };
 use warden_store::{
-    ActiveViolationFilter, ActiveViolationUpdate, NewViolationEvent, Page, PageRequest, StoreError,
-    ViolationChange, ViolationEventType,
+    ActiveViolationFilter, ActiveViolationUpdate, NewViolationEvent, StoreError, ViolationChange,
+    ViolationEventType, all_pages,
 };
 
 use crate::alerts::{Alert, Alerts};
@@ -638,22 +638,6 @@ fn random_violation_id() -> ViolationId {
 /// The API's loaders report store failures as API errors.
 fn api_error(e: crate::api::protocol::ApiError) -> anyhow::Error {
     anyhow::anyhow!("{}: {}", e.code, e.message)
-}
-
-/// Every item of a paged listing.
-async fn all_pages<T, F, Fut>(mut list: F) -> Result<Vec<T>, StoreError>
-where
-    F: FnMut(PageRequest) -> Fut,
-    Fut: std::future::Future<Output = Result<Page<T>, StoreError>>,
-{
-    let mut out = Vec::new();
-    let mut request = Some(PageRequest::default());
-    while let Some(current) = request {
-        let page = list(current.clone()).await?;
-        request = current.after(&page);
-        out.extend(page.items);
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -37,6 +37,6 @@ pub use model::{
     IngestState, MetricDatum, MetricValue, NewCertificate, NewThingGroup, Policy, Thing, ThingFilter,
     ThingGroup, ThingGroupFilter, ThingGroupUpdate,
 };
-pub use page::{MAX_PAGE_SIZE, Page, PageRequest};
+pub use page::{MAX_PAGE_SIZE, Page, PageRequest, all_pages};
 pub use sqlite::SqliteStore;
 pub use store::{RegistryBulk, Store};

@@ -6,6 +6,23 @@
 
 use crate::error::{Result, StoreError};
 
+/// Every item of a paged listing, read page by page at the largest page size: `list` is called
+/// with each page's request until the last page.
+pub async fn all_pages<T, F, Fut>(mut list: F) -> Result<Vec<T>>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<Page<T>>>,
+{
+    let mut items = Vec::new();
+    let mut request = Some(PageRequest::first(MAX_PAGE_SIZE));
+    while let Some(current) = request {
+        let page = list(current.clone()).await?;
+        request = current.after(&page);
+        items.extend(page.items);
+    }
+    Ok(items)
+}
+
 /// The largest page any list returns (the AWS `maxResults` limit of the registry APIs).
 pub const MAX_PAGE_SIZE: usize = 250;
 
