@@ -189,7 +189,9 @@ pub trait Store: RegistryBulk + Send + Sync + 'static {
     /// The last accepted report of `thing`, or `None` before its first.
     async fn ingest_state(&self, thing: &str) -> Result<Option<IngestState>>;
 
-    /// Records the last accepted report of `thing` (the thing need not be registered).
+    /// Records the last accepted report of `thing` (the thing need not be registered). It never
+    /// moves back: a state whose report id is not greater than the stored one is ignored, since
+    /// reports admitted in order are stored concurrently and may commit out of order.
     async fn set_ingest_state(&self, thing: &str, state: IngestState) -> Result<()>;
 
     // ----- Metric datapoints -----

@@ -45,7 +45,8 @@ pub(crate) fn set_ingest_state(conn: &Connection, thing: &str, state: IngestStat
     conn.prepare_cached(
         "INSERT INTO ingest_state (thing, last_report_id, accepted_at_ms) VALUES (?1, ?2, ?3)
          ON CONFLICT (thing) DO UPDATE
-         SET last_report_id = excluded.last_report_id, accepted_at_ms = excluded.accepted_at_ms",
+         SET last_report_id = excluded.last_report_id, accepted_at_ms = excluded.accepted_at_ms
+         WHERE excluded.last_report_id > ingest_state.last_report_id",
     )?
     .execute(params![thing, state.last_report_id, state.accepted_at_ms])?;
     Ok(())

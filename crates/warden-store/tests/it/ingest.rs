@@ -18,6 +18,11 @@ async fn round_trip() {
     store.set_ingest_state("dev-1", second).await.unwrap();
     assert_eq!(store.ingest_state("dev-1").await.unwrap(), Some(second));
 
+    // Reports admitted in order may be written out of order: the state never moves back.
+    let older = IngestState { last_report_id: 1_767_225_600, accepted_at_ms: T0 + 600_000 };
+    store.set_ingest_state("dev-1", older).await.unwrap();
+    assert_eq!(store.ingest_state("dev-1").await.unwrap(), Some(second));
+
     let largest = IngestState { last_report_id: i64::MAX as u64, accepted_at_ms: T0 };
     store.set_ingest_state("dev-3", largest).await.unwrap();
     assert_eq!(store.ingest_state("dev-3").await.unwrap(), Some(largest));
