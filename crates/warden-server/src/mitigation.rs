@@ -23,7 +23,7 @@ use warden_store::{
     ActiveViolationFilter, CertificateStatus, DetectMitigationTask, MitigationExecution,
     MitigationExecutionFilter, MitigationExecutionStatus, MitigationExecutionUpdate,
     MitigationTaskStatistics, MitigationTaskStatus, MitigationTaskUpdate, NewDetectMitigationTask,
-    PageRequest, StoreError, ViolationEventFilter,
+    PageRequest, StoreError, ViolationEventFilter, all_pages,
 };
 
 use crate::state::{AppState, RegistryChange};
@@ -480,21 +480,15 @@ pub async fn run_automatic(
 /// Runs every task still `IN_PROGRESS`, one after the other: those a stopped server left
 /// unfinished. Meant for server start.
 pub async fn resume_unfinished(state: &AppState) {
-    let mut request = Some(PageRequest::default());
-    let mut unfinished = Vec::new();
-    while let Some(current) = request {
-        match state.store.list_detect_mitigation_tasks(0, i64::MAX, &current).await {
-            Ok(page) => {
-                request = current.after(&page);
-                unfinished
-                    .extend(page.items.into_iter().filter(|t| t.status == MitigationTaskStatus::InProgress));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot list mitigation tasks to resume");
-                return;
-            }
+    let tasks =
+        all_pages(|page| async move { state.store.list_detect_mitigation_tasks(0, i64::MAX, &page).await });
+    let unfinished = match tasks.await {
+        Ok(tasks) => tasks.into_iter().filter(|t| t.status == MitigationTaskStatus::InProgress),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot list mitigation tasks to resume");
+            return;
         }
-    }
+    };
     for task in unfinished {
         tracing::info!(task = %task.task_id, "resuming an unfinished mitigation task");
         run_task(state.clone(), task).await;
@@ -535,13 +529,10 @@ pub async fn resolve_target(
                 suppressed,
                 ..ViolationEventFilter::between(start_ms, end_ms)
             };
-            let mut request = Some(PageRequest::default());
-            while let Some(current) = request {
-                let page = store.list_violation_events(&filter, &current).await.map_err(err)?;
-                request = current.after(&page);
-                for e in page.items {
-                    selected.add(e.violation_id, e.thing);
-                }
+            let filter = &filter;
+            let events = all_pages(|page| async move { store.list_violation_events(filter, &page).await });
+            for e in events.await.map_err(err)? {
+                selected.add(e.violation_id, e.thing);
             }
         }
         if task.include_only_active_violations {
@@ -588,13 +579,11 @@ pub async fn resolve_target(
                     suppressed,
                     ..ActiveViolationFilter::default()
                 };
-                let mut request = Some(PageRequest::default());
-                while let Some(current) = request {
-                    let page = store.list_active_violations(&filter, &current).await.map_err(err)?;
-                    request = current.after(&page);
-                    for v in page.items {
-                        selected.add(v.violation_id, v.thing);
-                    }
+                let filter = &filter;
+                let active =
+                    all_pages(|page| async move { store.list_active_violations(filter, &page).await });
+                for v in active.await.map_err(err)? {
+                    selected.add(v.violation_id, v.thing);
                 }
                 if !task.include_only_active_violations {
                     let filter = ViolationEventFilter {
@@ -603,13 +592,11 @@ pub async fn resolve_target(
                         suppressed,
                         ..ViolationEventFilter::between(0, i64::MAX)
                     };
-                    let mut request = Some(PageRequest::default());
-                    while let Some(current) = request {
-                        let page = store.list_violation_events(&filter, &current).await.map_err(err)?;
-                        request = current.after(&page);
-                        for e in page.items {
-                            selected.add(e.violation_id, e.thing);
-                        }
+                    let filter = &filter;
+                    let events =
+                        all_pages(|page| async move { store.list_violation_events(filter, &page).await });
+                    for e in events.await.map_err(err)? {
+                        selected.add(e.violation_id, e.thing);
                     }
                 }
             }
@@ -660,16 +647,10 @@ async fn existing_executions(
     task_id: &str,
 ) -> Result<HashMap<(String, String), MitigationExecutionStatus>, StoreError> {
     let filter = MitigationExecutionFilter { task_id: Some(task_id.to_owned()), ..Default::default() };
-    let mut out = HashMap::new();
-    let mut request = Some(PageRequest::default());
-    while let Some(current) = request {
-        let page = state.store.list_mitigation_executions(&filter, &current).await?;
-        request = current.after(&page);
-        for e in page.items {
-            out.insert((e.violation_id, e.action_name), e.status);
-        }
-    }
-    Ok(out)
+    let filter = &filter;
+    let executions =
+        all_pages(|page| async move { state.store.list_mitigation_executions(filter, &page).await });
+    Ok(executions.await?.into_iter().map(|e| ((e.violation_id, e.action_name), e.status)).collect())
 }
 
 /// Runs the task's actions on `violations` and ends the task.
@@ -922,19 +903,16 @@ async fn apply(state: &AppState, mitigation: &Mitigation, thing: &str) -> Outcom
             Outcome::successful(format!("added {thing} to thing group(s) {}", thing_groups.join(", ")))
         }
         Mitigation::DeactivateDeviceCertificates => {
-            let mut certificates = Vec::new();
-            let mut request = Some(PageRequest::default());
-            while let Some(current) = request {
-                match store.list_thing_principals(thing, &current).await {
-                    Ok(page) => {
-                        request = current.after(&page);
-                        certificates.extend(page.items);
-                    }
-                    Err(e) => {
-                        return Outcome::internal(&format!("cannot list the certificates of {thing}"), &e);
-                    }
+            let certificates = match all_pages(|page| async move {
+                store.list_thing_principals(thing, &page).await
+            })
+            .await
+            {
+                Ok(certificates) => certificates,
+                Err(e) => {
+                    return Outcome::internal(&format!("cannot list the certificates of {thing}"), &e);
                 }
-            }
+            };
             let mut deactivated = Vec::new();
             for id in certificates {
                 match store.describe_certificate(&id).await {

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use warden_detect::{AwsMetric, CustomMetricType, Definitions, aws};
 use warden_store::{
-    NewSecurityProfile, Page, PageRequest, SecurityProfile, SecurityProfileUpdate, StoreError,
+    NewSecurityProfile, Page, PageRequest, SecurityProfile, SecurityProfileUpdate, StoreError, all_pages,
 };
 
 use super::protocol::{
@@ -349,40 +349,28 @@ fn check_description(description: &Option<String>) -> Result<(), ApiError> {
 /// The custom metrics and dimensions behaviors may refer to, read from the store.
 pub async fn definitions(s: &AppState) -> Result<Definitions, ApiError> {
     let mut defs = Definitions::default();
-    let mut request = Some(PageRequest::default());
-    while let Some(current) = request {
-        let page = s.store.list_custom_metrics(&current).await?;
-        for m in &page.items {
-            // The API checks the type at creation, so an unknown one is a hand-edited database;
-            // such a metric is left undefined rather than guessed.
-            if let Some(t) = CustomMetricType::parse(&m.metric_type) {
-                defs.custom_metrics.insert(m.name.clone(), t);
-            }
+    for m in all_pages(|page| async move { s.store.list_custom_metrics(&page).await }).await? {
+        // The API checks the type at creation, so an unknown one is a hand-edited database;
+        // such a metric is left undefined rather than guessed.
+        if let Some(t) = CustomMetricType::parse(&m.metric_type) {
+            defs.custom_metrics.insert(m.name, t);
         }
-        request = current.after(&page);
     }
-    let mut request = Some(PageRequest::default());
-    while let Some(current) = request {
-        let page = s.store.list_dimensions(&current).await?;
-        request = current.after(&page);
-        defs.dimensions.extend(page.items.into_iter().map(|d| d.name));
-    }
+    let dimensions = all_pages(|page| async move { s.store.list_dimensions(&page).await }).await?;
+    defs.dimensions.extend(dimensions.into_iter().map(|d| d.name));
     Ok(defs)
 }
 
 /// Every profile with its document, for the checks that must look inside all of them.
 pub async fn all_profiles(s: &AppState) -> Result<Vec<(SecurityProfile, ProfileDocument)>, ApiError> {
-    let mut out = Vec::new();
-    let mut request = Some(PageRequest::default());
-    while let Some(current) = request {
-        let page = s.store.list_security_profiles(&current).await?;
-        request = current.after(&page);
-        for profile in page.items {
+    let profiles = all_pages(|page| async move { s.store.list_security_profiles(&page).await }).await?;
+    profiles
+        .into_iter()
+        .map(|profile| {
             let document = ProfileDocument::parse(&profile)?;
-            out.push((profile, document));
-        }
-    }
-    Ok(out)
+            Ok((profile, document))
+        })
+        .collect()
 }
 
 fn describe_body(arns: &Arns, p: &SecurityProfile, document: &ProfileDocument) -> Value {
@@ -702,13 +690,11 @@ pub async fn list_for_target(State(s): State<AppState>, mut q: Query) -> ApiResu
     targets.push(target.clone());
     // Keys sort by target, then profile; NUL separates them, as neither contains one.
     let mut keys = Vec::new();
+    let store = &s.store;
     for t in &targets {
-        let mut request = Some(PageRequest::default());
-        while let Some(current) = request {
-            let page = s.store.list_security_profiles_for_target(t, &current).await?;
-            request = current.after(&page);
-            keys.extend(page.items.into_iter().map(|p| format!("{t}\0{p}")));
-        }
+        let profiles =
+            all_pages(|page| async move { store.list_security_profiles_for_target(t, &page).await }).await?;
+        keys.extend(profiles.into_iter().map(|p| format!("{t}\0{p}")));
     }
     keys.sort();
     let page = page_in_memory(keys, &paging.request)?;
