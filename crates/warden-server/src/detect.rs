@@ -595,11 +595,13 @@ async fn write(state: &AppState, records: Vec<ViolationRecord>, stats: &DetectSt
         }
         changes.push(r.change);
     }
+    let live = state.live_violations(&changes);
     if let Err(e) = state.store.record_violation_events(changes).await {
         stats.store_errors.fetch_add(1, Ordering::Relaxed);
         tracing::error!(error = %e, "cannot record violation events");
         return;
     }
+    live.into_iter().for_each(|event| state.emit(event));
     for ((violation_id, thing, profile, behavior), actions) in mitigate {
         let state = state.clone();
         tokio::spawn(async move {

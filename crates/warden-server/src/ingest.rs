@@ -144,6 +144,7 @@ impl Ingest {
                     // One store write for the whole report; it shares its commit with the
                     // reports around it, and the reply waits for that commit.
                     let ingest_state = IngestState { last_report_id: report_id, accepted_at_ms: now_ms };
+                    let live = state.live_report(&thing, now_ms, &points);
                     let stored = state.store.record_report(&thing, ingest_state, points).await;
                     if let Err(e) = stored {
                         // The report passed validation; losing its datapoints is logged and
@@ -153,6 +154,10 @@ impl Ingest {
                         tracing::error!(%thing, error = %e, "cannot store report");
                     }
                     stats.accepted.fetch_add(1, Ordering::Relaxed);
+                    // After the store write, so a dashboard that refetches sees these points.
+                    if let Some(event) = live {
+                        state.emit(event);
+                    }
                     Reply {
                         thing_name: thing,
                         report_id: Some(report_id),

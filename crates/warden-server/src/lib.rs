@@ -7,6 +7,7 @@ pub mod api;
 pub mod authz;
 pub mod cloud;
 pub mod config;
+pub mod dashboard;
 pub mod detect;
 pub mod ingest;
 pub mod metrics;

@@ -131,6 +131,7 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
                 _ = events_stop.changed() => break,
                 event = events.recv() => {
                     let Some(event) = event else { break };
+                    events_state.emit_session(&event);
                     cloud.set_series(events_detection.dimension_series());
                     cloud.observe(&event, |id| events_authz.thing_of(id));
                     if let BrokerEvent::Published { topic, payload, .. } = event {
@@ -143,12 +144,13 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
                     let period = cloud.flush(connected, now_ms);
                     // Evaluated and stored off the event path: with many things this is large,
                     // and awaiting it here would hold up every report behind it.
-                    let (store, detection) = (events_state.store.clone(), events_detection.clone());
+                    let (state, detection) = (events_state.clone(), events_detection.clone());
                     tokio::spawn(async move {
                         detection.observe_period(&period, now_ms).await;
-                        if let Err(e) = store.append_datapoints(period.points).await {
+                        if let Err(e) = state.store.append_datapoints(period.points).await {
                             tracing::error!(error = %e, "cannot store cloud-side metrics");
                         }
+                        state.emit(crate::state::LiveEvent::CloudMetrics { timestamp: now_ms as f64 / 1000.0 });
                     });
                 }
             }
@@ -172,13 +174,9 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
         .await
         .with_context(|| format!("http.listen: cannot listen on {}", config.http.listen))?;
     let http_addr = listener.local_addr()?;
-    let app = crate::api::router(state.clone()).merge(operator_routes(
-        &state,
-        &broker,
-        &ingest_stats,
-        &detection.stats,
-        &alerts.stats,
-    ));
+    let app = crate::api::router(state.clone())
+        .merge(crate::dashboard::router(state.clone(), &broker))
+        .merge(operator_routes(&state, &broker, &ingest_stats, &detection.stats, &alerts.stats));
     let http_task = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = stop.wait_for(|s| *s).await;
@@ -210,6 +208,8 @@ impl RunningServer {
     /// Stops accepting, finishes what is in progress, and closes the store.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        // Live-event streams never end on their own; HTTP waits for its connections.
+        self.state.stop_live();
         let RunningServer {
             broker,
             tasks,

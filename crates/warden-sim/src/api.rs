@@ -165,6 +165,20 @@ impl Api {
         }
     }
 
+    /// Any operation of the API: `method` on `path` (query included) with an optional JSON
+    /// body; the reply's JSON (`null` when empty), or the AWS error. `operation` names the call
+    /// in errors. For the lab's set-up and the demo's observations, which use more of the API
+    /// than registration does.
+    pub fn call(
+        &self,
+        operation: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, ApiError> {
+        self.json(operation, method, path, &[], body)
+    }
+
     /// Follows `nextToken` through at most `max_pages` pages of a list.
     fn list(
         &self,
@@ -265,7 +279,7 @@ fn bad(operation: &str, why: &str) -> ApiError {
 }
 
 /// Percent-encodes a query value (page tokens are opaque text).
-fn encode_query(value: &str) -> String {
+pub(crate) fn encode_query(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

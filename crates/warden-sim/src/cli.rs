@@ -523,6 +523,7 @@ async fn run_fleet(args: RunArgs, endpoint: &str, token: &str) -> anyhow::Result
         Some((api, Some(args.quarantine_group.clone()))),
         args.summary_every,
         args.summary_every.max(Duration::from_secs(5)),
+        true,
         stopped,
     ));
     wait_for_end(args.duration).await;

@@ -654,7 +654,8 @@ fn mqtt_options(
     options
 }
 
-pub(crate) fn now_epoch_ms() -> i64 {
+/// The wall clock in epoch milliseconds, as reports carry it.
+pub fn now_epoch_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 

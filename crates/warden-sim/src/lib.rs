@@ -12,8 +12,9 @@
 //! The edges: [`api`] (the REST calls that register a device, and the violations and
 //! quarantine the summary shows), [`identity`] (certificates in the state directory, reused
 //! across runs), [`fleet`] (the devices' MQTT 5 connections and schedules), [`control`] (the
-//! running simulator's HTTP endpoint and its client), [`summary`] (the live summary line) and
-//! [`cli`] (`warden sim`).
+//! running simulator's HTTP endpoint and its client), [`summary`] (the live summary line),
+//! [`cli`] (`warden sim`) and [`lab`] (the AWS workshop's set-up through the API, and a webhook
+//! that receives its alerts, for `warden demo`).
 //!
 //! In-process, as `warden demo` uses it:
 //!
@@ -55,6 +56,7 @@ pub mod cli;
 pub mod control;
 pub mod fleet;
 pub mod identity;
+pub mod lab;
 pub mod misbehaviour;
 pub mod model;
 pub mod rng;

@@ -200,14 +200,16 @@ pub fn event_line(uptime: Duration, event: &DeviceEvent) -> Option<String> {
     }
 }
 
-/// Runs the summary until `stop`: the status line on `display`, events above it, and the
-/// server's view from `api` every `poll_every`.
+/// Runs the summary until `stop`: the status line on `display`, events above it (with
+/// `event_lines`; `warden demo` tells them itself), and the server's view from `api` every
+/// `poll_every`.
 pub async fn run(
     fleet: Arc<Fleet>,
     display: Arc<Display>,
     api: Option<(Api, Option<String>)>,
     plain_every: Duration,
     poll_every: Duration,
+    event_lines: bool,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let things: Arc<HashSet<String>> = Arc::new(fleet.things().map(str::to_owned).collect());
@@ -245,7 +247,7 @@ pub async fn run(
             }
             event = events.recv() => match event {
                 Ok(event) => {
-                    if let Some(text) = event_line(fleet.uptime(), &event) {
+                    if let Some(text) = event_line(fleet.uptime(), &event).filter(|_| event_lines) {
                         display.message(&text);
                     }
                 }

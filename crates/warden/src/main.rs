@@ -1,6 +1,6 @@
 //! `warden`: runs the server (`warden server`) and talks to its API from the command line
 //! (`warden things|groups|certs|policies|profiles|violations|actions|topics ...`), and runs a
-//! virtual fleet (`warden sim`, from `warden-sim`). Business
+//! virtual fleet (`warden sim`, from `warden-sim`), and shows them all at work (`warden demo`). Business
 //! logic lives in `warden-server` (and the rule language in `warden-detect`); this crate only
 //! parses arguments, calls the REST API ([`client`]) and prints ([`output`]).
 
@@ -8,6 +8,7 @@ mod actions;
 mod behaviors;
 mod certs;
 mod client;
+mod demo;
 mod groups;
 mod output;
 mod policies;
@@ -53,6 +54,9 @@ enum Command {
     Topics(topics::TopicsArgs),
     /// A virtual fleet of devices against the server; make one misbehave while it runs.
     Sim(sim::SimArgs),
+    /// The lab in one command: a server, a virtual fleet, and one device that misbehaves,
+    /// detected, alerted and quarantined.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +76,12 @@ fn main() -> ExitCode {
         Command::Actions(args) => actions::run(args).map(|()| ExitCode::SUCCESS),
         Command::Topics(args) => topics::run(args).map(|()| ExitCode::SUCCESS),
         Command::Sim(args) => sim::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Demo(args) => {
+            // Its output is the story; the log shows only what went wrong. The refused publishes
+            // are the story, not a problem: their warnings (broker and device side) are left out.
+            init_logging("warn,rmqtt=error,rmqtt_net=error,rumqttc=error,warden_broker::hooks=error");
+            demo::run(args)
+        }
     };
     match result {
         Ok(code) => code,
@@ -83,17 +93,17 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing() {
-    init_logging();
+    init_logging("info,rmqtt=warn,rmqtt_net=warn");
 }
 
-/// Logs to stderr (`RUST_LOG` filters, default info). rmqtt logs through `log`: its records are
+/// Logs to stderr (`RUST_LOG` filters, else `default`). rmqtt logs through `log`: its records are
 /// bridged into `tracing`, where [`TlsFailureLayer`] counts the TLS handshake failures that no
 /// broker hook reports.
-fn init_logging() {
+fn init_logging(default: &str) {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmqtt=warn,rmqtt_net=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::registry()
         .with(warden_server::metrics::TlsFailureLayer)
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter))

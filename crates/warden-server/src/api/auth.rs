@@ -8,11 +8,18 @@
 //! nothing but an `endpoint_url`; any region is accepted, since boto3 users keep whatever region
 //! their profile names. A signature covers the body, so the body is buffered here, up to
 //! [`MAX_BODY_BYTES`], and handed on to the handler already in memory.
+//!
+//! The dashboard's browser session is a third way in: without an `Authorization` header, a
+//! `warden_session` cookie set by the dashboard's sign-in ([`crate::dashboard`]) authenticates
+//! the request. A cookie is sent by the browser whatever page asks, so a cookie-authenticated
+//! request that may change something (any method but GET, HEAD and OPTIONS) must also pass the
+//! CSRF guard ([`crate::dashboard::csrf_check`]): the `X-Warden-Csrf` header, which another
+//! site cannot send without a CORS preflight Warden never grants, and a matching `Origin`.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq as _;
@@ -65,6 +72,20 @@ fn check(state: &AppState, parts: &Parts, body: &Bytes) -> Result<(), ApiError> 
                 "the API token is not valid",
             ))
         };
+    }
+
+    if parts.headers.get(header::AUTHORIZATION).is_none()
+        && let Some(session) = crate::dashboard::session_id(&parts.headers)
+    {
+        if !state.sessions.is_valid(session, state.now_ms()) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "UnrecognizedClientException",
+                "the dashboard session is not valid or has expired: sign in again",
+            ));
+        }
+        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        return if safe { Ok(()) } else { crate::dashboard::csrf_check(&parts.headers) };
     }
 
     // botocore sends header values as UTF-8 and signs them as text (see `sigv4`).

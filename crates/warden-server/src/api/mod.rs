@@ -13,7 +13,7 @@
 //! with its output), so the document states AWS's shapes exactly, minus the members Warden
 //! refuses; a test checks that every operation it lists is routed here.
 
-mod auth;
+pub(crate) mod auth;
 mod certificates;
 mod custom_metrics;
 mod dimensions;

@@ -440,7 +440,7 @@ async fn the_official_aws_agent_is_accepted() {
             .env("FORMAT", format)
             // The launcher gives up 2 + (COUNT + 2) x INTERVAL + REPLY_WAIT s after start: slack
             // for a Python agent starting on a machine busy with the rest of the test suite.
-            .env("INTERVAL", "2")
+            .env("INTERVAL", "3")
             .env("REPLY_WAIT", "10")
             .env("COUNT", "2")
             .env("REQUIRE_REPLY", "1")

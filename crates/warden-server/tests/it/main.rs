@@ -5,6 +5,7 @@ mod auth;
 mod authz;
 mod boto3;
 mod certificates;
+mod dashboard;
 mod detect;
 mod devices;
 mod groups;

@@ -4,61 +4,24 @@
 
 use serde_json::json;
 use warden_sim::fleet::{DeviceEvent, Link};
+use warden_sim::lab::{Alert, AlertReceiver};
 use warden_sim::misbehaviour::Misbehaviour;
 
 use crate::harness::{Lab, Shape, eventually, lab, next_event};
 
-/// The workshop's set-up: a Quarantine group whose policy denies a thing its application
-/// topics, the action that moves a thing there, and `OutboundBytesSecProfile` (at most 35,000
-/// bytes out per 5 minutes) on all things, quarantining automatically.
-async fn workshop(lab: &Lab) {
-    lab.ok("POST", "/thing-groups/Quarantine", None).await;
-    let deny = json!({ "Version": "2012-10-17", "Statement": [{
-        "Effect": "Deny", "Action": "iot:Publish",
-        "Resource": "arn:aws:iot:*:*:topic/things/${iot:Connection.Thing.ThingName}/*" }] });
-    lab.ok("POST", "/policies/QuarantinePolicy", Some(json!({ "policyDocument": deny.to_string() }))).await;
-    let group = lab.server.state.arns.thing_group("Quarantine");
-    lab.ok("PUT", "/target-policies/QuarantinePolicy", Some(json!({ "target": group }))).await;
-    lab.ok(
-        "POST",
-        "/mitigationactions/actions/QuarantineAction",
-        Some(json!({
-            "roleArn": "arn:aws:iam::123456789012:role/Mitigation",
-            "actionParams": { "addThingsToThingGroupParams": { "thingGroupNames": ["Quarantine"] } },
-        })),
-    )
-    .await;
-    lab.ok("POST", "/warden/alert-topics/DDD_Alerts", None).await;
-    lab.ok(
-        "POST",
-        "/security-profiles/OutboundBytesSecProfile",
-        Some(json!({
-            "behaviors": [{
-                "name": "OutboundBytesBehavior",
-                "metric": "aws:all-bytes-out",
-                "criteria": { "comparisonOperator": "less-than-equals", "value": { "count": 35000 }, "durationSeconds": 300 },
-            }],
-            "alertTargets": { "SNS": {
-                "alertTargetArn": "arn:aws:sns:us-east-1:123456789012:DDD_Alerts",
-                "roleArn": "arn:aws:iam::123456789012:role/DDDtoSNSRole",
-            }},
-            "automaticMitigationActions": ["QuarantineAction"],
-        })),
-    )
-    .await;
-    let all = format!("{}all/things", lab.server.state.arns.prefix());
-    lab.ok(
-        "PUT",
-        &format!("/security-profiles/OutboundBytesSecProfile/targets?securityProfileTargetArn={all}"),
-        None,
-    )
-    .await;
+/// The workshop's set-up through the API ([`warden_sim::lab`]), alerting to a webhook of the
+/// test.
+async fn workshop(lab: &Lab) -> (AlertReceiver, tokio::sync::mpsc::Receiver<Alert>) {
+    let (receiver, alerts) = AlertReceiver::start().await.unwrap();
+    let (api, url) = (lab.api.clone(), receiver.url());
+    tokio::task::spawn_blocking(move || warden_sim::lab::set_up(&api, Some(&url))).await.unwrap().unwrap();
+    (receiver, alerts)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_payload_device_is_alarmed_quarantined_and_still_reports() {
     let lab = lab().await;
-    workshop(&lab).await;
+    let (receiver, mut alerts) = workshop(&lab).await;
     // Every class, each report five simulated minutes, telemetry twice a report.
     let (fleet, _) = lab.fleet(&Shape { devices: 6, ..Shape::default() }).await;
     let mut events = fleet.events();
@@ -79,6 +42,9 @@ async fn a_large_payload_device_is_alarmed_quarantined_and_still_reports() {
     assert_eq!(violation["thingName"], bad);
     assert_eq!(violation["behavior"]["name"], "OutboundBytesBehavior");
     assert!(violation["lastViolationValue"]["count"].as_u64().unwrap() > 35_000, "{violation}");
+    let alert = tokio::time::timeout(crate::harness::WAIT, alerts.recv()).await.unwrap().unwrap();
+    assert_eq!((alert.thing.as_str(), alert.event_type.as_str()), (bad, "in-alarm"));
+    assert_eq!(alert.violation_id, violation["violationId"].as_str().unwrap());
 
     // Quarantined: its application's telemetry is refused (PUBACK 0x87, the session stays up),
     next_event(&mut events, "the refused telemetry", |e| match e {
@@ -114,4 +80,5 @@ async fn a_large_payload_device_is_alarmed_quarantined_and_still_reports() {
     assert_eq!(fleet.totals().contained, 1);
     assert_eq!(fleet.totals().reports_rejected, 0);
     fleet.shutdown().await;
+    receiver.stop().await;
 }

@@ -4,6 +4,8 @@
 
 mod actions;
 mod certs;
+mod dashboard;
+mod demo;
 mod errors;
 mod groups;
 mod lab;
