@@ -151,7 +151,7 @@ async function main() {
     await profile.locator('li', { hasText: 'OutboundBytesBehavior: alarm when aws:all-bytes-out > 35000 over 5m' }).waitFor();
     check((await profile.textContent()).includes('all things'), 'the target is shown');
     check((await profile.textContent()).includes('QuarantineAction'), 'the automatic mitigation is shown');
-    await page.locator('#alert-topics td', { hasText: 'DeviceAlerts' }).waitFor();
+    await page.locator('#alert-topics td', { hasText: 'DDD_Alerts' }).waitFor();
     await shot(page, 'profiles');
 
     // Release from quarantine, with confirmation.

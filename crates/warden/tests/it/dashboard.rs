@@ -65,61 +65,6 @@ fn browser_tools() -> Option<PathBuf> {
     Some(node)
 }
 
-/// The workshop's set-up: a Quarantine group whose policy denies application topics, the
-/// action that moves a thing there, an alert topic, and `OutboundBytesSecProfile` (at most
-/// 35,000 bytes out per 5 minutes) on all things, quarantining automatically.
-fn workshop(server: &TestServer) {
-    server.api("POST", "/thing-groups/Quarantine", json!({}));
-    let deny = json!({ "Version": "2012-10-17", "Statement": [{
-        "Effect": "Deny", "Action": "iot:Publish",
-        "Resource": "arn:aws:iot:*:*:topic/things/${iot:Connection.Thing.ThingName}/*" }] });
-    server.api("POST", "/policies/QuarantinePolicy", json!({ "policyDocument": deny.to_string() }));
-    let info = server.api("GET", "/warden/info", json!({}));
-    let prefix =
-        format!("arn:aws:iot:{}:{}:", info["region"].as_str().unwrap(), info["accountId"].as_str().unwrap());
-    server.api(
-        "PUT",
-        "/target-policies/QuarantinePolicy",
-        json!({ "target": format!("{prefix}thinggroup/Quarantine") }),
-    );
-    server.api(
-        "POST",
-        "/mitigationactions/actions/QuarantineAction",
-        json!({
-            "roleArn": "arn:aws:iam::123456789012:role/Mitigation",
-            "actionParams": { "addThingsToThingGroupParams": { "thingGroupNames": ["Quarantine"] } },
-        }),
-    );
-    server.api("POST", "/warden/alert-topics/DeviceAlerts", json!({}));
-    server.api(
-        "POST",
-        "/security-profiles/OutboundBytesSecProfile",
-        json!({
-            "securityProfileDescription": "The AWS workshop's profile: outbound bytes per 5 minutes.",
-            "behaviors": [{
-                "name": "OutboundBytesBehavior",
-                "metric": "aws:all-bytes-out",
-                "criteria": { "comparisonOperator": "less-than-equals", "value": { "count": 35000 }, "durationSeconds": 300 },
-            }],
-            "alertTargets": { "SNS": {
-                "alertTargetArn": format!("arn:aws:sns:{}:{}:DeviceAlerts", info["region"].as_str().unwrap(), info["accountId"].as_str().unwrap()),
-                "roleArn": "arn:aws:iam::123456789012:role/DDDtoSNSRole",
-            }},
-            "automaticMitigationActions": ["QuarantineAction"],
-        }),
-    );
-    let all = percent(&format!("{prefix}all/things"));
-    server.api(
-        "PUT",
-        &format!("/security-profiles/OutboundBytesSecProfile/targets?securityProfileTargetArn={all}"),
-        json!({}),
-    );
-}
-
-fn percent(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
 /// Registers the fleet's devices through the API, as `warden sim` does, and starts them as
 /// MQTT/TLS clients: one report a second, each five simulated minutes.
 fn start_fleet(server: &TestServer) -> Fleet {
@@ -160,7 +105,9 @@ fn in_a_real_browser_a_misbehaving_device_alarms_and_is_quarantined_live() {
         c.cloud_metrics.period = Duration::from_secs(2);
         c.alerts.retry_delay = Duration::from_millis(100);
     });
-    workshop(&server);
+    // The workshop's set-up, as `warden demo` makes it (no webhook: the page shows the alerts'
+    // effects, not the alerts).
+    warden_sim::lab::set_up(&Api::new(&server.endpoint, &server.token), None).unwrap();
     let fleet = Arc::new(start_fleet(&server));
     let bad = "sim-00002";
     // The device whose certificate the page deactivates.
