@@ -29,8 +29,8 @@ use warden_detect::{
     Datapoint, Engine, EngineConfig, RestoredAlarm, ViolationEvent, ViolationEventKind, ViolationId,
 };
 use warden_store::{
-    ActiveViolationFilter, ActiveViolationUpdate, NewViolationEvent, StoreError, ViolationChange,
-    ViolationEventType, all_pages,
+    ActiveViolationFilter, ActiveViolationUpdate, NewViolationEvent, StoreError, ThingFilter,
+    ViolationChange, ViolationEventType, all_pages,
 };
 
 use crate::alerts::{Alert, Alerts};
@@ -100,6 +100,7 @@ impl Detection {
             profiles: HashMap::new(),
             targets: Vec::new(),
             things: HashMap::new(),
+            things_loaded: false,
             alerts,
             record: record_tx,
             stats: stats.clone(),
@@ -202,6 +203,9 @@ struct Detector {
     profiles: HashMap<String, ProfileExtras>,
     targets: Vec<(String, Target)>,
     things: HashMap<Box<str>, ThingInfo>,
+    /// Whether `things` holds every registered thing (read in bulk at the first report that
+    /// needs one); until then, and for things registered since, a miss reads the store.
+    things_loaded: bool,
     alerts: Alerts,
     record: mpsc::UnboundedSender<RecordBatch>,
     stats: Arc<DetectStats>,
@@ -386,7 +390,10 @@ impl Detector {
                 self.regroup(&members).await;
             }
             // Which groups things are in may have changed: read them again when next needed.
-            RegistryChange::Memberships => self.things.clear(),
+            RegistryChange::Memberships => {
+                self.things.clear();
+                self.things_loaded = false;
+            }
             RegistryChange::Policy { .. }
             | RegistryChange::PolicyTarget { .. }
             | RegistryChange::Policies
@@ -539,6 +546,9 @@ impl Detector {
 
     /// The profiles monitoring `thing`, from the cache or the store.
     async fn monitoring_profiles(&mut self, thing: &str) -> Result<Arc<[String]>, StoreError> {
+        if !self.things_loaded && !self.things.contains_key(thing) {
+            self.load_things().await?;
+        }
         if let Some(info) = self.things.get(thing) {
             return Ok(info.profiles.clone());
         }
@@ -553,6 +563,54 @@ impl Detector {
         self.things.insert(thing.into(), ThingInfo { registered, groups, profiles: profiles.clone() });
         Ok(profiles)
     }
+}
+
+impl Detector {
+    /// Fills `things` with every registered thing and its effective groups, in four bulk reads.
+    /// This runs inside the one detection task, so reading thing by thing on first sight would
+    /// hold up every other thing's evaluation: after a restart the whole fleet's first reports
+    /// would queue behind two store reads each.
+    async fn load_things(&mut self) -> Result<(), StoreError> {
+        let store = &self.state.store;
+        let filter = ThingFilter::default();
+        let filter = &filter;
+        let things = all_pages(|page| async move { store.list_things(filter, &page).await }).await?;
+        let parents: HashMap<String, Option<String>> =
+            store.all_thing_group_parents().await?.into_iter().collect();
+        let mut direct: HashMap<String, Vec<String>> = HashMap::new();
+        for (thing, group) in store.all_thing_group_members().await? {
+            direct.entry(thing).or_default().push(group);
+        }
+        for thing in things {
+            if self.things.contains_key(thing.name.as_str()) {
+                continue;
+            }
+            let groups = with_ancestors(direct.get(&thing.name).map_or(&[][..], Vec::as_slice), &parents);
+            let profiles = profiles_for(&self.targets, true, &groups);
+            self.things.insert(thing.name.into(), ThingInfo { registered: true, groups, profiles });
+        }
+        self.things_loaded = true;
+        Ok(())
+    }
+}
+
+/// `groups` and all their ancestors, each once, in name order (as
+/// `Store::effective_groups_for_thing` answers). A parent chain is at most 7 deep in AWS; the
+/// walk stops at a group already seen, so a corrupt cycle cannot loop.
+fn with_ancestors(groups: &[String], parents: &HashMap<String, Option<String>>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for group in groups {
+        let mut next = Some(group);
+        while let Some(g) = next {
+            if out.contains(g) {
+                break;
+            }
+            out.push(g.clone());
+            next = parents.get(g).and_then(Option::as_ref);
+        }
+    }
+    out.sort();
+    out
 }
 
 /// The profiles whose targets include a thing with these groups, each once, in name order.
@@ -658,5 +716,31 @@ mod tests {
         assert_eq!(&*profiles_for(&targets, true, &["cameras".into()]), ["all", "cams", "reg"]);
         assert_eq!(&*profiles_for(&targets, true, &[]), ["all", "reg"]);
         assert_eq!(&*profiles_for(&targets, false, &[]), ["all", "unreg"]);
+    }
+
+    #[test]
+    fn effective_groups_are_the_groups_and_their_ancestors_once() {
+        let parents: HashMap<String, Option<String>> = [
+            ("building", None),
+            ("floor-1", Some("building")),
+            ("lobby", Some("floor-1")),
+            ("kitchen", Some("floor-1")),
+            ("loop-a", Some("loop-b")),
+            ("loop-b", Some("loop-a")),
+        ]
+        .into_iter()
+        .map(|(g, p)| (g.to_owned(), p.map(str::to_owned)))
+        .collect();
+        let groups = |direct: &[&str]| {
+            let direct: Vec<String> = direct.iter().map(|g| (*g).to_owned()).collect();
+            with_ancestors(&direct, &parents)
+        };
+        assert_eq!(groups(&["lobby"]), ["building", "floor-1", "lobby"]);
+        assert_eq!(groups(&["lobby", "kitchen"]), ["building", "floor-1", "kitchen", "lobby"]);
+        assert_eq!(groups(&[]), Vec::<String>::new());
+        // A group the parents table does not know (deleted meanwhile) is still its own.
+        assert_eq!(groups(&["gone"]), ["gone"]);
+        // A corrupt cycle ends.
+        assert_eq!(groups(&["loop-a"]), ["loop-a", "loop-b"]);
     }
 }
