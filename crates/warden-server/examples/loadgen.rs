@@ -8,6 +8,10 @@
 //!             --server-pid PID [--metrics 127.0.0.1:H] [--mem-at 1000,10000]
 //!             [--rates 2000,5000,...] [--passes unpinned,pinned] [--step-secs 8] [--warmup-secs 2]
 //!             [--connect-concurrency 64] [--qos 0|1]
+//! loadgen latency --port P --devices devices.jsonl --ca ca.pem --count N --webhook-port W
+//!             [--server-pid PID] [--metrics 127.0.0.1:H] [--rates 1000,5000,10000]
+//!             [--violators-pct 2] [--prime-rate 2000] [--step-secs 20] [--warmup-secs 5]
+//!             [--alerts-out alerts.jsonl]
 //! ```
 //!
 //! `provision` registers N things offline, straight into a stopped server's data dir (its CA and
@@ -30,6 +34,19 @@
 //! also comes back once: one message in and one out per report on both brokers. Reports carry
 //! nothing but a realistic agent report with a strictly increasing `report_id` per device; the
 //! send time stays in this process, keyed by that id.
+//!
+//! `latency` measures report-to-alert latency (`bench/alert-latency.sh` sets the server up: a
+//! profile on all things with `aws:all-bytes-out <= 35000`, alarm and clear after one
+//! datapoint, alerting to a topic whose subscriber is this process's webhook at
+//! `http://127.0.0.1:W/alerts`). Every device sends conforming reports, except one in
+//! `100 / violators-pct`, which alternates a violating and a conforming one, so each of its
+//! reports raises an `in-alarm` or `alarm-cleared` alert. Each such report carries a
+//! `bytes_out` of its own, which comes back as the alert's `metricValue`: the alert is matched to
+//! its report exactly, and latency is the webhook's arrival minus the publish (one process, one
+//! clock). The alert's `violationEventTime` (the server's ingest time, same machine clock) splits
+//! it into the part before ingest and the part after. After a round of first reports (which
+//! cost the server store reads), each rate is a warm-up, a measured window and a drain (rate 0
+//! until every alert and reply of the window arrived); one JSON line per step.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead as _, Read as _, Write as _};
@@ -71,7 +88,8 @@ fn main() -> anyhow::Result<()> {
     match command.as_str() {
         "provision" => runtime.block_on(provision(&flags)),
         "run" => runtime.block_on(run(&flags)),
-        _ => bail!("usage: loadgen provision|run [--flag value ...] (see the file's docs)"),
+        "latency" => runtime.block_on(latency(&flags)),
+        _ => bail!("usage: loadgen provision|run|latency [--flag value ...] (see the file's docs)"),
     }
 }
 
@@ -259,9 +277,33 @@ struct Shared {
     latencies: Mutex<Vec<u32>>,
     rate: AtomicU64,
     epoch: AtomicU64,
+    /// Only replies to reports sent in `[from, until)` (ns since `start`) are timed.
+    timed_from_ns: AtomicU64,
+    timed_until_ns: AtomicU64,
 }
 
 impl Shared {
+    fn new(target: Target, rid_offset: usize) -> Shared {
+        Shared {
+            target,
+            start: Instant::now(),
+            rid_offset,
+            ready: AtomicUsize::new(0),
+            connect_errors: AtomicU64::new(0),
+            connection_errors: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            send_full: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            unmatched: AtomicU64::new(0),
+            latencies: Mutex::new(Vec::new()),
+            rate: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
+            timed_from_ns: AtomicU64::new(0),
+            timed_until_ns: AtomicU64::new(u64::MAX),
+        }
+    }
     fn now_ns(&self) -> u64 {
         self.start.elapsed().as_nanos() as u64
     }
@@ -310,36 +352,9 @@ async fn run(flags: &Flags) -> anyhow::Result<()> {
     }
 
     // The report template, and where its id sits.
-    let report = decode_report(REPORT_JSON.as_bytes(), Format::Json, &Limits::default())
-        .map_err(|r| anyhow::anyhow!("template: {}", r.message))?;
-    let template = encode_report(&report, Format::Cbor, Names::Short);
-    let mut sentinel = vec![0x1b];
-    sentinel.extend_from_slice(&SENTINEL_ID.to_be_bytes());
-    let rid_offset = template
-        .windows(9)
-        .position(|w| w == sentinel.as_slice())
-        .context("report id not found in the CBOR template")?
-        + 1;
-    let template: Arc<[u8]> = template.into();
-    log(format!("{label}: report template {} bytes of CBOR (short keys)", template.len()));
-
-    let shared = Arc::new(Shared {
-        target,
-        start: Instant::now(),
-        rid_offset,
-        ready: AtomicUsize::new(0),
-        connect_errors: AtomicU64::new(0),
-        connection_errors: AtomicU64::new(0),
-        sent: AtomicU64::new(0),
-        send_full: AtomicU64::new(0),
-        skipped: AtomicU64::new(0),
-        accepted: AtomicU64::new(0),
-        rejected: AtomicU64::new(0),
-        unmatched: AtomicU64::new(0),
-        latencies: Mutex::new(Vec::new()),
-        rate: AtomicU64::new(0),
-        epoch: AtomicU64::new(0),
-    });
+    let template = Template::new(REPORT_JSON, None)?;
+    log(format!("{label}: report template {} bytes of CBOR (short keys)", template.bytes.len()));
+    let shared = Arc::new(Shared::new(target, template.rid_offset));
     let emit = |v: serde_json::Value| {
         let mut v = v;
         v["label"] = label.clone().into();
@@ -363,40 +378,8 @@ async fn run(flags: &Flags) -> anyhow::Result<()> {
         let t = Instant::now();
         let cpu0 = CpuSnapshot::take(server_pid);
         while next < stage {
-            let d = &devices[next];
-            let client_id = d.thing.clone();
-            let mut options = MqttOptions::new(client_id, host.clone(), port);
-            // Reports reset the keepalive; a long one keeps idle devices silent, as the agent does.
-            options.set_keep_alive(Duration::from_secs(600));
-            options.set_clean_session(true);
-            options.set_max_packet_size(64 * 1024, 64 * 1024);
-            options.set_transport(Transport::Tls(TlsConfiguration::Simple {
-                ca: ca.clone(),
-                alpn: None,
-                client_auth: Some((d.cert.clone().into_bytes(), d.key.clone().into_bytes())),
-            }));
-            let (client, mut eventloop) = AsyncClient::new(options, 16);
-            // Handshakes queue behind each other while thousands connect.
-            eventloop.network_options.set_connection_timeout(60);
-            let slots = Arc::new(Slots::new());
-            let filter = match target {
-                Target::Warden => format!("$aws/things/{}/defender/metrics/cbor/+", d.thing),
-                Target::Mosquitto => format!("$aws/things/{}/defender/metrics/cbor", d.thing),
-            };
-            tokio::spawn(device_task(
-                shared.clone(),
-                sem.clone(),
-                client.clone(),
-                eventloop,
-                filter,
-                slots.clone(),
-            ));
-            publishers[next % pacers].push(Publisher {
-                client,
-                topic: format!("$aws/things/{}/defender/metrics/cbor", d.thing),
-                rid: base_rid,
-                slots,
-            });
+            let device = spawn_device(&shared, &sem, &devices[next], &host, port, &ca, base_rid);
+            publishers[next % pacers].push(device);
             next += 1;
         }
         let deadline = Instant::now() + Duration::from_secs(240);
@@ -425,9 +408,9 @@ async fn run(flags: &Flags) -> anyhow::Result<()> {
     }
 
     // Pacers: each owns a share of the devices and sends its share of the rate.
-    let template_for = template.clone();
+    let templates = Arc::new(Templates { normal: template, alarm: None });
     for devs in publishers {
-        tokio::spawn(pacer(shared.clone(), devs, template_for.clone(), qos, pacers));
+        tokio::spawn(pacer(shared.clone(), devs, templates.clone(), qos, pacers));
     }
 
     for pass in &passes {
@@ -584,6 +567,45 @@ fn read_devices(path: &Path, n: usize) -> anyhow::Result<Vec<DeviceSpec>> {
     Ok(out)
 }
 
+/// Creates one device's client and starts its task (connect, subscribe, time replies); the
+/// returned publisher is what a pacer sends through.
+fn spawn_device(
+    shared: &Arc<Shared>,
+    sem: &Arc<tokio::sync::Semaphore>,
+    d: &DeviceSpec,
+    host: &str,
+    port: u16,
+    ca: &[u8],
+    base_rid: u64,
+) -> Publisher {
+    let mut options = MqttOptions::new(d.thing.clone(), host.to_owned(), port);
+    // Reports reset the keepalive; a long one keeps idle devices silent, as the agent does.
+    options.set_keep_alive(Duration::from_secs(600));
+    options.set_clean_session(true);
+    options.set_max_packet_size(64 * 1024, 64 * 1024);
+    options.set_transport(Transport::Tls(TlsConfiguration::Simple {
+        ca: ca.to_vec(),
+        alpn: None,
+        client_auth: Some((d.cert.clone().into_bytes(), d.key.clone().into_bytes())),
+    }));
+    let (client, mut eventloop) = AsyncClient::new(options, 16);
+    // Handshakes queue behind each other while thousands connect.
+    eventloop.network_options.set_connection_timeout(60);
+    let slots = Arc::new(Slots::new());
+    let filter = match shared.target {
+        Target::Warden => format!("$aws/things/{}/defender/metrics/cbor/+", d.thing),
+        Target::Mosquitto => format!("$aws/things/{}/defender/metrics/cbor", d.thing),
+    };
+    tokio::spawn(device_task(shared.clone(), sem.clone(), client.clone(), eventloop, filter, slots.clone()));
+    Publisher {
+        client,
+        topic: format!("$aws/things/{}/defender/metrics/cbor", d.thing),
+        rid: base_rid,
+        slots,
+        violator: None,
+    }
+}
+
 /// One device: connects (bounded concurrency: TLS handshakes are CPU-heavy), subscribes to its
 /// replies, then times every reply against the send time the pacer recorded.
 async fn device_task(
@@ -654,6 +676,9 @@ fn on_reply(shared: &Shared, slots: &Slots, payload: &[u8]) {
         return;
     }
     let sent = slots.sent_ns[slot].load(Relaxed);
+    if sent < shared.timed_from_ns.load(Relaxed) || sent >= shared.timed_until_ns.load(Relaxed) {
+        return;
+    }
     let us = (now.saturating_sub(sent) / 1000).min(u64::from(u32::MAX)) as u32;
     shared.latencies.lock().expect("latencies").push(us);
 }
@@ -664,11 +689,96 @@ struct Publisher {
     topic: String,
     rid: u64,
     slots: Arc<Slots>,
+    /// Set on the devices that alternate violating and conforming reports (`latency`).
+    violator: Option<Violator>,
+}
+
+/// A device whose every report changes its alarm state, so that each one causes an alert.
+#[derive(Debug)]
+struct Violator {
+    /// Its index in the tracker's table.
+    device: u32,
+    /// Reports sent so far: even → the next one violates, odd → it conforms.
+    sent: u64,
+}
+
+/// A pre-encoded report and where the per-report fields sit in it.
+#[derive(Debug)]
+struct Template {
+    bytes: Vec<u8>,
+    /// Offset of the 8 report-id bytes.
+    rid_offset: usize,
+    /// Offset and width of `bytes_out`'s big-endian value, when it is patched per report.
+    bytes_out: Option<(usize, usize)>,
+}
+
+impl Template {
+    /// Encodes `json` as the agent would (CBOR, short keys) and finds the report id and, if
+    /// `bytes_out` is given, that value (it must appear exactly once in the encoding).
+    fn new(json: &str, bytes_out: Option<u64>) -> anyhow::Result<Template> {
+        let report = decode_report(json.as_bytes(), Format::Json, &Limits::default())
+            .map_err(|r| anyhow::anyhow!("template: {}", r.message))?;
+        let bytes = encode_report(&report, Format::Cbor, Names::Short);
+        let find = |needle: &[u8]| -> anyhow::Result<usize> {
+            let mut hits = bytes.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle);
+            match (hits.next(), hits.next()) {
+                (Some((i, _)), None) => Ok(i + 1),
+                _ => bail!("{needle:02x?} is not in the CBOR template exactly once"),
+            }
+        };
+        let mut sentinel = vec![0x1b];
+        sentinel.extend_from_slice(&SENTINEL_ID.to_be_bytes());
+        let rid_offset = find(&sentinel)?;
+        let bytes_out = match bytes_out {
+            None => None,
+            Some(v) => {
+                // CBOR's unsigned heads: 0x19 + 2 bytes, 0x1a + 4 bytes.
+                let needle: Vec<u8> = match u16::try_from(v) {
+                    Ok(v) if v >= 256 => [&[0x19][..], &v.to_be_bytes()].concat(),
+                    _ => [&[0x1a][..], &u32::try_from(v)?.to_be_bytes()].concat(),
+                };
+                Some((find(&needle)?, needle.len() - 1))
+            }
+        };
+        Ok(Template { bytes, rid_offset, bytes_out })
+    }
+
+    /// The report with this id and, if the template has the slot, this `bytes_out` (which must
+    /// fit the width the template was made with).
+    fn render(&self, rid: u64, bytes_out: u64) -> Vec<u8> {
+        let mut payload = self.bytes.clone();
+        payload[self.rid_offset..self.rid_offset + 8].copy_from_slice(&rid.to_be_bytes());
+        if let Some((at, width)) = self.bytes_out {
+            payload[at..at + width].copy_from_slice(&bytes_out.to_be_bytes()[8 - width..]);
+        }
+        payload
+    }
+}
+
+/// What pacers send: `normal` for every device, and for violators (`latency`) the two
+/// alternating reports with their `bytes_out` values.
+#[derive(Debug)]
+struct Templates {
+    normal: Template,
+    alarm: Option<AlarmTemplates>,
+}
+
+#[derive(Debug)]
+struct AlarmTemplates {
+    violating: Template,
+    conforming: Template,
+    tracker: Arc<Tracker>,
 }
 
 /// Sends `rate / pacers` reports per second over its devices in turn, checking the schedule
 /// every millisecond.
-async fn pacer(shared: Arc<Shared>, mut devs: Vec<Publisher>, template: Arc<[u8]>, qos: QoS, pacers: usize) {
+async fn pacer(
+    shared: Arc<Shared>,
+    mut devs: Vec<Publisher>,
+    templates: Arc<Templates>,
+    qos: QoS,
+    pacers: usize,
+) {
     if devs.is_empty() {
         return;
     }
@@ -700,18 +810,456 @@ async fn pacer(shared: Arc<Shared>, mut devs: Vec<Publisher>, template: Arc<[u8]
             let d = &mut devs[next];
             next = (next + 1) % n;
             d.rid += 1;
-            let mut payload = template.to_vec();
-            payload[shared.rid_offset..shared.rid_offset + 8].copy_from_slice(&d.rid.to_be_bytes());
+            let now_ns = shared.now_ns();
+            let (payload, expected) = match (&d.violator, &templates.alarm) {
+                (Some(v), Some(alarm)) => {
+                    let (template, value) = alarm_report(alarm, v.sent);
+                    let key = (v.device, value);
+                    alarm.tracker.expect(key, now_ns);
+                    (template.render(d.rid, value), Some((key, &alarm.tracker)))
+                }
+                _ => (templates.normal.render(d.rid, 0), None),
+            };
             let slot = (d.rid % SLOTS as u64) as usize;
-            d.slots.sent_ns[slot].store(shared.now_ns(), Relaxed);
+            d.slots.sent_ns[slot].store(now_ns, Relaxed);
             d.slots.rid[slot].store(d.rid, Relaxed);
             match d.client.try_publish(d.topic.clone(), qos, false, payload) {
-                Ok(()) => shared.sent.fetch_add(1, Relaxed),
-                Err(_) => shared.send_full.fetch_add(1, Relaxed),
+                Ok(()) => {
+                    shared.sent.fetch_add(1, Relaxed);
+                    if let Some(v) = &mut d.violator {
+                        v.sent += 1;
+                    }
+                }
+                Err(_) => {
+                    shared.send_full.fetch_add(1, Relaxed);
+                    // Not sent: no alert will come, and the alternation stays where it was.
+                    if let Some((key, tracker)) = expected {
+                        tracker.forget(key);
+                    }
+                }
             };
             due_sent += 1;
         }
     }
+}
+
+// ------------------------------------------------------------------------------------- latency
+
+/// `bytes_out` of violators' reports. Violating ones count up from here (CBOR 4-byte values,
+/// the width of the violating template); conforming ones cycle through 1,000..31,000 (2-byte
+/// values). Each value names one report of its device, so an alert's `metricValue` tells which
+/// report raised it.
+const VIOLATING_FROM: u64 = 100_000;
+const CONFORMING_FROM: u64 = 1_000;
+const CONFORMING_SPAN: u64 = 30_000;
+/// The behavior's normal bound (the profile `bench/alert-latency.sh` creates).
+const THRESHOLD: u64 = 35_000;
+/// The placeholders the templates are encoded with (each unique in its encoding).
+const NORMAL_BYTES_OUT: u64 = 31_415;
+const VIOLATING_PLACEHOLDER: u64 = 0x0bad_cafe;
+
+/// The report a violator sends after `sent` reports: violating when `sent` is even, conforming
+/// when odd, so with `consecutiveDatapointsToAlarm` and `…ToClear` of 1 every report is an
+/// `in-alarm` or `alarm-cleared` event.
+fn alarm_report(alarm: &AlarmTemplates, sent: u64) -> (&Template, u64) {
+    let n = sent / 2;
+    if sent.is_multiple_of(2) {
+        (&alarm.violating, VIOLATING_FROM + n)
+    } else {
+        (&alarm.conforming, CONFORMING_FROM + n % CONFORMING_SPAN)
+    }
+}
+
+fn wall_us() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+/// The alerts expected (one per violator report sent, keyed by device and `bytes_out`) and
+/// the latencies of those that arrived at the webhook.
+#[derive(Debug)]
+struct Tracker {
+    /// The same origin as [`Shared::start`], for send and arrival instants.
+    start: Instant,
+    /// Violators' thing names → device index.
+    things: HashMap<String, u32>,
+    pending: Mutex<HashMap<(u32, u64), Pending>>,
+    /// The step being measured: reports sent meanwhile are timed; 0 is none.
+    step: AtomicU64,
+    samples: Mutex<Vec<AlertSample>>,
+    received: AtomicU64,
+    /// Alerts that match no report sent (or arrived after their step gave up on them).
+    unexpected: AtomicU64,
+    /// Alerts whose event type is not the one the report should cause.
+    wrong_type: AtomicU64,
+    /// Bodies that are not an SNS envelope around an AWS alert.
+    malformed: AtomicU64,
+    /// Every matched alert of a measured step, for `--alerts-out` (joined with the server's
+    /// `violation event` log lines by `bench/alert-latency.sh`).
+    log: Option<Mutex<Vec<serde_json::Value>>>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    sent_ns: u64,
+    sent_wall_us: i64,
+    step: u64,
+}
+
+#[derive(Debug)]
+struct AlertSample {
+    step: u64,
+    /// Publish to webhook arrival, monotonic clock.
+    total_us: u64,
+    /// Publish to the server's ingest time (`violationEventTime`, ms, taken +0.5 ms), and from
+    /// there to the arrival; wall clock, shared by both processes.
+    to_ingest_us: i64,
+    from_ingest_us: i64,
+}
+
+impl Tracker {
+    fn expect(&self, key: (u32, u64), now_ns: u64) {
+        let p = Pending { sent_ns: now_ns, sent_wall_us: wall_us(), step: self.step.load(Relaxed) };
+        self.pending.lock().expect("pending").insert(key, p);
+    }
+
+    fn forget(&self, key: (u32, u64)) {
+        self.pending.lock().expect("pending").remove(&key);
+    }
+
+    fn arrived(&self, body: &[u8]) {
+        let arrived_ns = self.start.elapsed().as_nanos() as u64;
+        let arrived_wall_us = wall_us();
+        self.received.fetch_add(1, Relaxed);
+        let alert = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|e| serde_json::from_str::<serde_json::Value>(e["Message"].as_str()?).ok());
+        let Some((thing, kind, value, event_ms, violation)) = alert.as_ref().and_then(|a| {
+            Some((
+                a["thingName"].as_str()?,
+                a["violationEventType"].as_str()?,
+                a["metricValue"]["count"].as_u64()?,
+                a["violationEventTime"].as_i64()?,
+                a["violationId"].as_str()?,
+            ))
+        }) else {
+            self.malformed.fetch_add(1, Relaxed);
+            return;
+        };
+        let pending =
+            self.things.get(thing).and_then(|d| self.pending.lock().expect("pending").remove(&(*d, value)));
+        let Some(p) = pending else {
+            self.unexpected.fetch_add(1, Relaxed);
+            return;
+        };
+        let expected = if value > THRESHOLD { "in-alarm" } else { "alarm-cleared" };
+        if kind != expected {
+            self.wrong_type.fetch_add(1, Relaxed);
+        }
+        if p.step != 0 {
+            if let Some(log) = &self.log {
+                log.lock().expect("alert log").push(serde_json::json!({
+                    "step": p.step, "thing": thing, "type": kind, "violation": violation,
+                    "sent_us": p.sent_wall_us, "event_ms": event_ms, "arrived_us": arrived_wall_us,
+                }));
+            }
+            let ingest_us = event_ms * 1000 + 500;
+            self.samples.lock().expect("samples").push(AlertSample {
+                step: p.step,
+                total_us: arrived_ns.saturating_sub(p.sent_ns) / 1000,
+                to_ingest_us: ingest_us - p.sent_wall_us,
+                from_ingest_us: arrived_wall_us - ingest_us,
+            });
+        }
+    }
+
+    fn pending_of(&self, step: u64) -> usize {
+        self.pending.lock().expect("pending").values().filter(|p| p.step == step).count()
+    }
+
+    /// Gives up on the alerts still expected for `step`: their number.
+    fn give_up(&self, step: u64) -> usize {
+        let mut pending = self.pending.lock().expect("pending");
+        let before = pending.len();
+        pending.retain(|_, p| p.step != step);
+        before - pending.len()
+    }
+
+    fn take(&self, step: u64) -> Vec<AlertSample> {
+        let mut samples = self.samples.lock().expect("samples");
+        let (mine, rest) = std::mem::take(&mut *samples).into_iter().partition(|s| s.step == step);
+        *samples = rest;
+        mine
+    }
+}
+
+/// The webhook: every POST is an SNS-style notification from the server's alert delivery.
+async fn webhook(
+    axum::extract::State(tracker): axum::extract::State<Arc<Tracker>>,
+    body: axum::body::Bytes,
+) -> axum::http::StatusCode {
+    tracker.arrived(&body);
+    axum::http::StatusCode::OK
+}
+
+/// Percentiles (ms) of a sorted list of µs.
+fn percentiles<T: Copy + Into<f64>>(sorted: &[T]) -> serde_json::Value {
+    let pct = |p: f64| -> Option<f64> {
+        if sorted.is_empty() {
+            return None;
+        }
+        let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+        Some((sorted[i].into() / 1000.0 * 100.0).round() / 100.0)
+    };
+    serde_json::json!({
+        "n": sorted.len(), "p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "max": pct(1.0),
+    })
+}
+
+/// `loadgen latency`: report-to-alert latency. See `bench/alert-latency.sh`.
+async fn latency(flags: &Flags) -> anyhow::Result<()> {
+    let port: u16 = flags.num("port", 0)?;
+    let host = flags.get("host").unwrap_or("127.0.0.1").to_owned();
+    let ca = std::fs::read(flags.req("ca")?)?;
+    let server_pid: u32 = flags.num("server-pid", 0)?;
+    let metrics = flags.get("metrics").map(str::to_owned);
+    let count: usize = flags.num("count", 1000)?;
+    let webhook_port: u16 = flags.num("webhook-port", 0)?;
+    let rates: Vec<u64> =
+        flags.list("rates", "1000,5000,10000").iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
+    let prime_rate: u64 = flags.num("prime-rate", 2000)?;
+    let step = Duration::from_secs_f64(flags.num("step-secs", 20.0)?);
+    let warmup = Duration::from_secs_f64(flags.num("warmup-secs", 5.0)?);
+    let violators_pct: f64 = flags.num("violators-pct", 2.0)?;
+    let concurrency: usize = flags.num("connect-concurrency", 64)?;
+    let qos = if flags.num::<u8>("qos", 0)? == 1 { QoS::AtLeastOnce } else { QoS::AtMostOnce };
+    let pacers: usize = flags.num("pacers", 2)?;
+    let label = flags.get("label").unwrap_or("latency").to_owned();
+    if !(violators_pct > 0.0 && violators_pct <= 100.0) {
+        bail!("--violators-pct: more than 0 and at most 100");
+    }
+    let devices = read_devices(Path::new(flags.req("devices")?), count)?;
+    if devices.len() < count {
+        bail!("--devices has {} identities, --count asks for {count}", devices.len());
+    }
+
+    let with_bytes_out = |v: u64| {
+        let json = REPORT_JSON.replace("\"bytes_out\":36590", &format!("\"bytes_out\":{v}"));
+        assert_ne!(json, REPORT_JSON, "the template's bytes_out");
+        json
+    };
+    let normal = Template::new(&with_bytes_out(NORMAL_BYTES_OUT), None)?;
+    let violating = Template::new(&with_bytes_out(VIOLATING_PLACEHOLDER), Some(VIOLATING_PLACEHOLDER))?;
+    let conforming = Template::new(&with_bytes_out(NORMAL_BYTES_OUT), Some(NORMAL_BYTES_OUT))?;
+    // Every k-th device is a violator.
+    let every = (100.0 / violators_pct).round().max(1.0) as usize;
+    let shared = Arc::new(Shared::new(Target::Warden, normal.rid_offset));
+    let tracker = Arc::new(Tracker {
+        start: shared.start,
+        things: (0..count).step_by(every).map(|i| (devices[i].thing.clone(), i as u32)).collect(),
+        pending: Mutex::new(HashMap::new()),
+        step: AtomicU64::new(0),
+        samples: Mutex::new(Vec::new()),
+        received: AtomicU64::new(0),
+        unexpected: AtomicU64::new(0),
+        wrong_type: AtomicU64::new(0),
+        malformed: AtomicU64::new(0),
+        log: flags.get("alerts-out").map(|_| Mutex::new(Vec::new())),
+    });
+    let violators = tracker.things.len();
+    let emit = |mut v: serde_json::Value| {
+        v["label"] = label.clone().into();
+        v["devices"] = count.into();
+        v["violators"] = violators.into();
+        println!("{v}");
+        let _ = std::io::stdout().flush();
+    };
+
+    // The webhook runs on a thread of its own, so that arrival instants are not delayed behind
+    // the thousands of device tasks of the main runtime.
+    let listener = std::net::TcpListener::bind(("127.0.0.1", webhook_port))
+        .with_context(|| format!("webhook port {webhook_port}"))?;
+    listener.set_nonblocking(true)?;
+    let app = axum::Router::new().route("/alerts", axum::routing::post(webhook)).with_state(tracker.clone());
+    std::thread::Builder::new().name("webhook".into()).spawn(move || {
+        let served = tokio::runtime::Builder::new_current_thread().enable_all().build().and_then(|rt| {
+            rt.block_on(async move { axum::serve(tokio::net::TcpListener::from_std(listener)?, app).await })
+        });
+        if let Err(e) = served {
+            log(format!("webhook server: {e}"));
+        }
+    })?;
+
+    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let base_rid =
+        (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64) * 1000;
+    let mut publishers: Vec<Vec<Publisher>> = (0..pacers).map(|_| Vec::new()).collect();
+    let t = Instant::now();
+    for (i, d) in devices.iter().enumerate() {
+        let mut p = spawn_device(&shared, &sem, d, &host, port, &ca, base_rid);
+        if i % every == 0 {
+            p.violator = Some(Violator { device: i as u32, sent: 0 });
+        }
+        publishers[i % pacers].push(p);
+    }
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while shared.ready.load(Relaxed) < count && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ready = shared.ready.load(Relaxed);
+    log(format!(
+        "{label}: {ready} devices connected in {:.1} s, {violators} of them violators",
+        t.elapsed().as_secs_f64()
+    ));
+    if ready < count {
+        bail!("only {ready} of {count} devices connected");
+    }
+    let templates = Arc::new(Templates {
+        normal,
+        alarm: Some(AlarmTemplates { violating, conforming, tracker: tracker.clone() }),
+    });
+    for devs in publishers {
+        tokio::spawn(pacer(shared.clone(), devs, templates.clone(), qos, pacers));
+    }
+
+    // The first report of each thing after a start costs the server store reads (its ingest
+    // state, its groups): one round of the fleet first, measured as a step of its own.
+    let prime_secs = (count as f64 / prime_rate.max(1) as f64).ceil() + 1.0;
+    let mut steps =
+        vec![("first report of each thing", prime_rate, Duration::ZERO, Duration::from_secs_f64(prime_secs))];
+    steps.extend(rates.iter().map(|&r| ("steady", r, warmup, step)));
+    for (id, (phase, rate, warmup, step)) in steps.into_iter().enumerate() {
+        let id = id as u64 + 1;
+        shared.rate.store(rate, Relaxed);
+        shared.epoch.fetch_add(1, Relaxed);
+        tokio::time::sleep(warmup).await;
+        let m0 = scrape(metrics.as_deref());
+        let c0 = CpuSnapshot::take(server_pid);
+        let (s0, a0, r0, f0, k0, _) = counters(&shared);
+        shared.latencies.lock().expect("latencies").clear();
+        shared.timed_from_ns.store(shared.now_ns(), Relaxed);
+        shared.timed_until_ns.store(u64::MAX, Relaxed);
+        tracker.step.store(id, Relaxed);
+        let t0 = Instant::now();
+        tokio::time::sleep(step).await;
+        tracker.step.store(0, Relaxed);
+        shared.timed_until_ns.store(shared.now_ns(), Relaxed);
+        let secs = t0.elapsed().as_secs_f64();
+        let c1 = CpuSnapshot::take(server_pid);
+        let (s1, a1, r1, f1, k1, _) = counters(&shared);
+        let m1 = scrape(metrics.as_deref());
+        shared.rate.store(0, Relaxed);
+        shared.epoch.fetch_add(1, Relaxed);
+
+        // Drain: until every report has its reply and every alert of the step arrived, or
+        // nothing moved for 10 s (or 180 s in all).
+        let t = Instant::now();
+        let mut last = (usize::MAX, u64::MAX, Instant::now());
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let (waiting, replies) = (tracker.pending_of(id), shared.replies());
+            if waiting == 0 && replies >= shared.sent.load(Relaxed) {
+                break;
+            }
+            if (waiting, replies) != (last.0, last.1) {
+                last = (waiting, replies, Instant::now());
+            } else if last.2.elapsed() > Duration::from_secs(10) || t.elapsed() > Duration::from_secs(180) {
+                break;
+            }
+        }
+        let drain_secs = t.elapsed().as_secs_f64();
+        let lost = tracker.give_up(id);
+        let m2 = scrape(metrics.as_deref());
+
+        let samples = tracker.take(id);
+        let sorted = |f: &dyn Fn(&AlertSample) -> f64| {
+            let mut v: Vec<f64> = samples.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v
+        };
+        let total = sorted(&|s| s.total_us as f64);
+        let to_ingest = sorted(&|s| s.to_ingest_us as f64);
+        let from_ingest = sorted(&|s| s.from_ingest_us as f64);
+        let mut replies = std::mem::take(&mut *shared.latencies.lock().expect("latencies"));
+        replies.sort_unstable();
+        let wall = c1.wall_s - c0.wall_s;
+        let server_cpu = (c1.proc_s - c0.proc_s) / wall * 100.0;
+        let gen_cpu = (c1.self_s - c0.self_s) / wall * 100.0;
+        let busy = (c1.busy_s - c0.busy_s) / wall * 100.0;
+        let threads: BTreeMap<String, f64> = c1
+            .threads
+            .iter()
+            .map(|(name, s)| {
+                (name.clone(), (s - c0.threads.get(name).copied().unwrap_or(0.0)) / wall * 100.0)
+            })
+            .filter(|(_, pct)| *pct >= 0.5)
+            .map(|(n, p)| (n, (p * 10.0).round() / 10.0))
+            .collect();
+        let delta =
+            |a: &Option<BTreeMap<String, f64>>, b: &Option<BTreeMap<String, f64>>, name: &str| match (a, b) {
+                (Some(a), Some(b)) => {
+                    serde_json::json!(
+                        b.get(name).copied().unwrap_or(0.0) - a.get(name).copied().unwrap_or(0.0)
+                    )
+                }
+                _ => serde_json::Value::Null,
+            };
+        let accepted_per_s = (a1 - a0) as f64 / secs;
+        log(format!(
+            "{label} {phase} {rate}/s: sent {:.0}/s, replies {accepted_per_s:.0}/s; alerts {} (lost {lost}), p50 {} ms, p99 {} ms; drain {drain_secs:.1} s; server CPU {server_cpu:.0}%",
+            (s1 - s0) as f64 / secs,
+            total.len(),
+            percentiles(&total)["p50"],
+            percentiles(&total)["p99"],
+        ));
+        emit(serde_json::json!({
+            "kind": "step", "step": id, "phase": phase, "offered": rate, "secs": secs,
+            "sent_per_s": (s1 - s0) as f64 / secs,
+            "accepted_per_s": accepted_per_s,
+            "rejected_per_s": (r1 - r0) as f64 / secs,
+            "send_full": f1 - f0, "skipped": k1 - k0,
+            "reply_ms": percentiles(&replies),
+            "alert_ms": percentiles(&total),
+            "to_ingest_ms": percentiles(&to_ingest),
+            "from_ingest_ms": percentiles(&from_ingest),
+            "alerts_lost": lost,
+            "drain_secs": drain_secs,
+            "server_cpu_pct": server_cpu, "gen_cpu_pct": gen_cpu,
+            "other_cpu_pct": busy - server_cpu - gen_cpu, "machine_busy_pct": busy,
+            "server_threads_pct": threads,
+            "server_accepted_per_s": match delta(&m0, &m1, "warden_reports_accepted_total") {
+                serde_json::Value::Number(n) => serde_json::json!(n.as_f64().unwrap_or(0.0) / secs),
+                v => v,
+            },
+            // From the start of the measured window to the end of the drain.
+            "server": {
+                "alerts_queued": delta(&m0, &m2, "warden_alerts_total{outcome=\"queued\"}"),
+                "alerts_dropped": delta(&m0, &m2, "warden_alerts_total{outcome=\"dropped\"}"),
+                "delivered": delta(&m0, &m2, "warden_alert_deliveries_total{outcome=\"delivered\"}"),
+                "failed_attempts": delta(&m0, &m2, "warden_alert_deliveries_total{outcome=\"failed_attempt\"}"),
+                "in_alarm": delta(&m0, &m2, "warden_violation_events_total{type=\"in-alarm\"}"),
+                "alarm_cleared": delta(&m0, &m2, "warden_violation_events_total{type=\"alarm-cleared\"}"),
+                "dropped_reports": delta(&m0, &m2, "warden_mqtt_events_dropped_total{kind=\"report\"}"),
+            },
+        }));
+    }
+    if let (Some(path), Some(log)) = (flags.get("alerts-out"), &tracker.log) {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(path).context("--alerts-out")?);
+        for line in log.lock().expect("alert log").iter() {
+            writeln!(file, "{line}")?;
+        }
+        file.flush()?;
+    }
+    emit(serde_json::json!({
+        "kind": "totals",
+        "sent": shared.sent.load(Relaxed), "accepted": shared.accepted.load(Relaxed),
+        "rejected": shared.rejected.load(Relaxed), "send_full": shared.send_full.load(Relaxed),
+        "connection_errors": shared.connection_errors.load(Relaxed),
+        "alerts_received": tracker.received.load(Relaxed),
+        "alerts_unexpected": tracker.unexpected.load(Relaxed),
+        "alerts_wrong_type": tracker.wrong_type.load(Relaxed),
+        "alerts_malformed": tracker.malformed.load(Relaxed),
+    }));
+    Ok(())
 }
 
 // ------------------------------------------------------------------------------ measurements

@@ -414,3 +414,64 @@ async fn leaving_the_targeted_group_invalidates_the_alarm_at_once() {
     assert_eq!(ended["violationEventType"], "alarm-invalidated");
     assert_eq!(ended["violationId"], alert["violationId"]);
 }
+
+/// A burst of alerts reaches every subscriber of its topic, each alert once, though alerts
+/// queued together share one lookup of the subscriptions and a subscriber between the two
+/// fails every attempt (its retries wait without holding a delivery slot).
+#[tokio::test]
+async fn a_burst_of_alerts_reaches_every_subscriber_once() {
+    const REPORTS: u64 = 40;
+    let lab = lab(Duration::ZERO).await;
+    let device = lab.device("dev-1").await;
+    let (mut first, mut second) = (Webhook::start().await, Webhook::start().await);
+    let closed: SocketAddr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    lab.api("POST", "/warden/alert-topics/DeviceAlerts", None).await;
+    subscribe(&lab, "DeviceAlerts", "http", &first.url).await;
+    let failing = subscribe(&lab, "DeviceAlerts", "http", &format!("http://{closed}/alerts")).await;
+    subscribe(&lab, "DeviceAlerts", "http", &second.url).await;
+    outbound_bytes_profile(&lab, "DeviceAlerts", &[]).await;
+
+    let mut c = lab.client(&device, "dev-1");
+    c.connect().await.unwrap();
+    c.subscribe("$aws/things/dev-1/defender/metrics/+/+").await;
+    // Every report flips the alarm, and its bytes_out names it in the alert's metricValue.
+    let bytes_out = |id: u64| if id % 2 == 1 { 90_000 + id } else { 1_000 + id };
+    for id in 1..=REPORTS {
+        send_report(&mut c, "dev-1", id, bytes_out(id)).await;
+    }
+    for webhook in [&mut first, &mut second] {
+        let mut seen = Vec::new();
+        for _ in 0..REPORTS {
+            let (_, _, alert) = webhook.next().await;
+            let value = alert["metricValue"]["count"].as_u64().unwrap();
+            let kind = if value > 35_000 { "in-alarm" } else { "alarm-cleared" };
+            assert_eq!(alert["violationEventType"], kind, "{alert}");
+            seen.push(value);
+        }
+        seen.sort_unstable();
+        let mut expected: Vec<u64> = (1..=REPORTS).map(bytes_out).collect();
+        expected.sort_unstable();
+        assert_eq!(seen, expected, "each alert once");
+    }
+    // Outcomes are written after the POST: wait until all are.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let list = lab.api("GET", "/warden/alert-topics/DeviceAlerts/subscriptions", None).await;
+        let subscriptions = list["subscriptions"].as_array().unwrap().clone();
+        let recorded = subscriptions.iter().all(|s| {
+            if s["subscriptionId"] == json!(failing) {
+                s["delivered"] == 0 && s["failed"].as_u64().unwrap() >= REPORTS
+            } else {
+                s["delivered"] == json!(REPORTS) && s["failed"] == 0
+            }
+        });
+        if recorded {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "deliveries not recorded: {subscriptions:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
