@@ -139,11 +139,13 @@ async fn run(state: AppState, broker: Arc<Broker>, mut rx: mpsc::Receiver<Alert>
                     continue;
                 }
             };
+            // As in SNS, one message id for the alert, whichever subscriber receives it.
+            let message_id = random_uuid();
             for subscription in subscriptions.iter() {
                 let Ok(permit) = pending.clone().acquire_owned().await else { return };
                 let topic_arn = state.arns.sns_topic(&topic);
                 let delivery = Delivery {
-                    envelope: envelope(&alert, &topic_arn, subscription),
+                    envelope: envelope(&alert, &message_id, &topic_arn, subscription),
                     topic_arn,
                     subscription: subscription.clone(),
                 };
@@ -165,8 +167,7 @@ async fn subscriptions(state: &AppState, topic: &str) -> Result<Vec<AlertSubscri
 }
 
 /// SNS's HTTP notification around the alert message (unsigned; see the module doc).
-fn envelope(alert: &Alert, topic_arn: &str, subscription: &AlertSubscription) -> Envelope {
-    let message_id = random_uuid();
+fn envelope(alert: &Alert, message_id: &str, topic_arn: &str, subscription: &AlertSubscription) -> Envelope {
     let body = json!({
         "Type": "Notification",
         "MessageId": message_id,
@@ -176,7 +177,11 @@ fn envelope(alert: &Alert, topic_arn: &str, subscription: &AlertSubscription) ->
         "SignatureVersion": "1",
     })
     .to_string();
-    Envelope { message_id, subscription_arn: format!("{topic_arn}:{}", subscription.subscription_id), body }
+    Envelope {
+        message_id: message_id.to_owned(),
+        subscription_arn: format!("{topic_arn}:{}", subscription.subscription_id),
+        body,
+    }
 }
 
 #[derive(Debug, Clone)]
