@@ -12,6 +12,7 @@ use warden_broker::BrokerStats;
 use crate::alerts::AlertStats;
 use crate::detect::DetectStats;
 use crate::ingest::IngestStats;
+use crate::mitigation::MitigationStats;
 
 /// Writes one metric family: its help, its type and its samples (`labels`, value).
 fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
@@ -87,7 +88,7 @@ pub fn render(broker: &BrokerStats, sessions: usize, ingest: &IngestStats) -> St
 }
 
 /// Renders the detection and alert delivery metrics.
-pub fn render_detection(detect: &DetectStats, alerts: &AlertStats) -> String {
+pub fn render_detection(detect: &DetectStats, alerts: &AlertStats, mitigation: &MitigationStats) -> String {
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
         family(&mut out, name, kind, help, samples)
@@ -132,6 +133,16 @@ pub fn render_detection(detect: &DetectStats, alerts: &AlertStats) -> String {
             ("{outcome=\"delivered\"}", load(&alerts.delivered)),
             ("{outcome=\"failed_attempt\"}", load(&alerts.failed_attempts)),
             ("{outcome=\"abandoned\"}", load(&alerts.abandoned)),
+        ],
+    );
+    metric(
+        "warden_mitigation_executions_total",
+        "counter",
+        "Mitigation actions run on violations (tasks and automatic), by how they ended.",
+        &[
+            ("{status=\"SUCCESSFUL\"}", load(&mitigation.successful)),
+            ("{status=\"FAILED\"}", load(&mitigation.failed)),
+            ("{status=\"SKIPPED\"}", load(&mitigation.skipped)),
         ],
     );
     out

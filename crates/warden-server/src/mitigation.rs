@@ -16,6 +16,7 @@
 //! it still run, since skipping one that cannot apply is not a failure of the mitigation.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -389,6 +390,26 @@ impl Outcome {
     }
 }
 
+/// Mitigation executions this server ran since it started, by how they ended (`/metrics`).
+#[derive(Debug, Default)]
+pub struct MitigationStats {
+    pub successful: AtomicU64,
+    pub failed: AtomicU64,
+    pub skipped: AtomicU64,
+}
+
+impl MitigationStats {
+    fn count(&self, status: MitigationExecutionStatus) {
+        let counter = match status {
+            MitigationExecutionStatus::Successful => &self.successful,
+            MitigationExecutionStatus::Failed => &self.failed,
+            MitigationExecutionStatus::Skipped => &self.skipped,
+            MitigationExecutionStatus::InProgress => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// The running count of a task's executions (AWS `taskStatistics`) and the status it ends with.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tally {
@@ -736,6 +757,7 @@ async fn execute(state: &AppState, task: &DetectMitigationTask, violations: &[Ta
                 message = %outcome.message,
                 "mitigation action"
             );
+            state.mitigation_stats.count(outcome.status);
             tally.count(outcome.status);
             if outcome.status == MitigationExecutionStatus::Failed {
                 failed.get_or_insert(name);

@@ -265,6 +265,7 @@ fn operator_routes(
     use axum::routing::get;
     let ca = state.pki.ca_cert_pem().to_owned();
     let (broker, ingest, detect, alerts) = (broker.clone(), ingest.clone(), detect.clone(), alerts.clone());
+    let mitigation = state.mitigation_stats.clone();
     axum::Router::new()
         .route(
             "/warden/ca.pem",
@@ -274,7 +275,7 @@ fn operator_routes(
             "/metrics",
             get(move || async move {
                 let mut text = crate::metrics::render(&broker.stats(), broker.sessions().len(), &ingest);
-                text.push_str(&crate::metrics::render_detection(&detect, &alerts));
+                text.push_str(&crate::metrics::render_detection(&detect, &alerts, &mitigation));
                 ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
             }),
         )

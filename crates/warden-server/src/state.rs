@@ -173,6 +173,8 @@ pub struct AppState {
     pub api_token_sha256: [u8; 32],
     /// The dashboard's signed-in browser sessions (in memory: a restart signs everyone out).
     pub sessions: Arc<Sessions>,
+    /// Mitigation executions run since start, by outcome (`/metrics`).
+    pub mitigation_stats: Arc<crate::mitigation::MitigationStats>,
     listeners: Arc<Mutex<Vec<Arc<dyn RegistryListener>>>>,
     /// The live-event bus: bounded, so publishers never wait; subscribers are the dashboard's
     /// event streams, which end when `live_stop` turns true at shutdown.
@@ -204,6 +206,7 @@ impl AppState {
             arns,
             api_token_sha256,
             sessions: Arc::new(Sessions::default()),
+            mitigation_stats: Arc::default(),
             listeners: Arc::default(),
             live,
             live_stop: Arc::new(watch::channel(false).0),

@@ -251,6 +251,13 @@ async fn automatic_mitigation_quarantines_the_device_whose_reports_are_still_acc
     }
     let groups = lab.api("GET", "/things/dev-1/thing-groups", None).await;
     assert_eq!(groups["thingGroups"][0]["groupName"], "Quarantine", "{groups}");
+    // Operators see it on /metrics.
+    let metrics = crate::support::request(lab.server.http_addr, "GET", "/metrics", &[], Vec::new()).await;
+    assert!(
+        metrics.text().contains("warden_mitigation_executions_total{status=\"SUCCESSFUL\"} 1\n"),
+        "{}",
+        metrics.text()
+    );
 
     // The live session is judged by the new policy at once: telemetry is refused (3.1.1: the
     // connection is closed), while metrics reports from a new session are still accepted.
