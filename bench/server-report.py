@@ -11,20 +11,34 @@ import sqlite3
 import sys
 
 
+def points(blob):
+    """The (metric, dimension) of each datapoint in a `points` blob (warden-store's telemetry.rs:
+    metric length u8, metric, dimension length u8, dimension, value length u32 LE, value JSON)."""
+    i = 0
+    while i < len(blob):
+        n = blob[i]; metric = blob[i + 1:i + 1 + n].decode(); i += 1 + n
+        n = blob[i]; dimension = blob[i + 1:i + 1 + n].decode(); i += 1 + n
+        n = int.from_bytes(blob[i:i + 4], "little"); i += 4 + n
+        yield metric, dimension
+
+
 def persisted(db):
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     tables = [r[0] for r in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'datapoints_%'")]
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'points_[0-9]*'")]
     by_metric = {}
-    rows = 0
+    series = set()
+    rows = datapoints = 0
     for t in tables:
-        for metric, n in conn.execute(
-                f"SELECT s.metric, count(*) FROM {t} d JOIN metric_series s ON s.id = d.series GROUP BY s.metric"):
-            by_metric[metric] = by_metric.get(metric, 0) + n
-            rows += n
+        for thing, blob in conn.execute(f"SELECT thing, points FROM {t}"):
+            rows += 1
+            for metric, dimension in points(blob):
+                by_metric[metric] = by_metric.get(metric, 0) + 1
+                series.add((thing, metric, dimension))
+                datapoints += 1
     ingest = conn.execute("SELECT count(*) FROM ingest_state").fetchone()[0]
-    print(json.dumps({"rows": rows, "by_metric": by_metric, "things_with_ingest_state": ingest,
-                      "series": conn.execute("SELECT count(*) FROM metric_series").fetchone()[0]}))
+    print(json.dumps({"rows": datapoints, "report_rows": rows, "by_metric": by_metric,
+                      "things_with_ingest_state": ingest, "series": len(series)}))
 
 
 def load(path):
@@ -199,8 +213,8 @@ def table(extra_path, warden_path, mosq_path, cloud_path=None):
     p = extra.get("persisted")
     if p:
         bo = p["by_metric"].get("aws:all-bytes-out", 0)
-        print(f"  stored in SQLite after shutdown: {p['rows']:,} datapoint rows; {bo:,} reports "
-              f"(one aws:all-bytes-out row per accepted report); {p['series']:,} series; "
+        print(f"  stored in SQLite after shutdown: {p['rows']:,} datapoints in {p.get('report_rows', 0):,} rows; "
+              f"{bo:,} reports (one aws:all-bytes-out datapoint per accepted report); {p['series']:,} series; "
               f"database {fnum(extra.get('db_bytes', 0) / 1e6, 1)} MB; shutdown took {fnum(extra.get('stop_ms'))} ms")
     for rec in [s for s in m if s["kind"] in ("drain", "totals")]:
         print(f"  Mosquitto {rec['kind']}{' ' + rec.get('pass', '') if rec['kind'] == 'drain' else ''}: "

@@ -9,7 +9,8 @@
 //! the random public id (AWS `thingId`, `thingGroupId`) are unique columns. Every table is
 //! `STRICT` so a type confusion is an error rather than silently stored. Metric datapoints are
 //! not here: they live in per-day tables created on demand (see `telemetry`). Migration 3 adds
-//! Detect: profiles, custom metrics, dimensions, violations, mitigation and alert topics.
+//! Detect: profiles, custom metrics, dimensions, violations, mitigation and alert topics;
+//! migration 4 stores datapoints a report per row (converting the tables of earlier versions).
 
 use rusqlite::Connection;
 
@@ -21,12 +22,16 @@ pub struct Migration {
     /// What the step is for, shown in errors.
     pub name: &'static str,
     pub sql: &'static str,
+    /// Work SQL alone cannot express (tables whose names the database holds), run in the same
+    /// transaction before `sql`.
+    pub convert: Option<fn(&Connection) -> Result<()>>,
 }
 
 /// Every migration, oldest first; a database at version `n` has had the first `n`.
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
         name: "registry",
+        convert: None,
         sql: r#"
 CREATE TABLE things (
     id            INTEGER PRIMARY KEY,
@@ -107,6 +112,7 @@ CREATE INDEX policy_targets_by_target ON policy_targets(target, policy);
     },
     Migration {
         name: "telemetry",
+        convert: None,
         sql: r#"
 -- Keyed by thing name, not things.id: the ingest path writes it for every report and should not
 -- pay a registry lookup; delete_thing removes the row explicitly.
@@ -130,6 +136,7 @@ CREATE TABLE metric_series (
     },
     Migration {
         name: "detect",
+        convert: None,
         sql: r#"
 -- The profile body (behaviors, alert targets, metrics to retain, export config, Warden's
 -- automatic mitigation) is JSON text that nothing in SQL reads: the detection engine compiles it.
@@ -288,6 +295,13 @@ CREATE TABLE alert_subscriptions (
 ) STRICT;
 "#,
     },
+    Migration {
+        name: "datapoints by report",
+        // A row per report instead of a row per datapoint (see `telemetry`): the old day tables
+        // are converted and dropped, and with them the last use of the series table.
+        convert: Some(super::telemetry::convert_series_tables),
+        sql: "DROP TABLE metric_series;",
+    },
 ];
 
 /// The schema version of a database: how many migrations it has had.
@@ -308,6 +322,11 @@ pub(crate) fn migrate(conn: &mut Connection, migrations: &[Migration]) -> Result
     }
     for (index, migration) in migrations.iter().enumerate().skip(current) {
         let tx = conn.transaction()?;
+        if let Some(convert) = migration.convert {
+            convert(&tx).map_err(|e| {
+                StoreError::Database(format!("migration {} ({}) failed: {e}", index + 1, migration.name))
+            })?;
+        }
         tx.execute_batch(migration.sql).map_err(|e| {
             StoreError::Database(format!("migration {} ({}) failed: {e}", index + 1, migration.name))
         })?;

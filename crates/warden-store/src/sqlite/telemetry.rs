@@ -1,18 +1,28 @@
 //! Telemetry statements: per-thing ingest state and metric datapoints in per-day tables.
 //!
-//! A datapoint row is `(series, ts_ms, value)` in `datapoints_YYYYMMDD`, the table of the UTC
-//! day of `ts_ms`; `series` points into `metric_series` (thing, metric, dimension). Day tables
-//! are created on first write and dropped whole by retention. A query walks the existing day
-//! tables of its range in order; inside a read transaction the list of tables and their
+//! Datapoints are stored a report at a time: a row of `points_YYYYMMDD` (the table of the UTC
+//! day of its timestamp) is `(thing, ts_ms, points)`, where `points` packs every datapoint the
+//! thing has at that timestamp, one per series (metric and dimension), in the format of
+//! [`PointsBlob`]. Day tables are created on first write and dropped whole by retention. A query
+//! walks the existing day tables of its range in order, reading the thing's rows in time order
+//! and picking its series out of each; inside a read transaction the list of tables and their
 //! contents come from one snapshot, so a concurrent retention drop cannot tear a page.
 //!
-//! Writes are the hot path of ingest (a report is an ingest-state upsert and about ten
-//! datapoint rows), so the writer thread remembers series ids and existing day tables in a
-//! [`WriteCache`]: a report costs its inserts and nothing else.
+//! Why a row per report and not per datapoint: writes are the hot path of ingest. With one row
+//! per datapoint and an index by series, a report of ten datapoints was ten inserts into the
+//! table and ten into the index, and the index entries landed in ten places of the B-tree, so a
+//! commit wrote several dirtied 4 KiB pages to the WAL for every report. Now a report is one
+//! insert appended at the end of the table and one index entry, next to the thing's previous
+//! one. Reads, which are rare (`ListMetricValues`), pay instead: they decode every row of the
+//! thing in the range and skip the other series. Databases from before (one row per datapoint
+//! in `datapoints_YYYYMMDD`, series in `metric_series`) are converted by migration 4
+//! ([`convert_series_tables`]).
+//!
+//! The writer thread remembers which day tables exist in a [`WriteCache`], so a report costs
+//! its two statements and nothing else.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::fmt::Write as _;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -23,7 +33,7 @@ use crate::model::{Datapoint, DatapointQuery, IngestState, MetricDatum, MetricVa
 use crate::names;
 use crate::page::Page;
 
-const TABLE_PREFIX: &str = "datapoints_";
+const TABLE_PREFIX: &str = "points_";
 
 fn table_name(day: UtcDay) -> String {
     format!("{TABLE_PREFIX}{}", day.compact())
@@ -55,61 +65,21 @@ pub(crate) fn set_ingest_state(conn: &Connection, thing: &str, state: IngestStat
 // ---------------------------------------------------------------------------------------------
 // Datapoints
 
-/// The most series ids the writer remembers: about 10 per thing for device metrics plus the
-/// cloud-side ones, so 100,000 things fit; beyond that the cache starts over (≈ 100 bytes
-/// per entry, so it stays under ≈ 200 MB) and refills from `metric_series` as series recur.
-const MAX_CACHED_SERIES: usize = 2_000_000;
-
 /// What the writer thread knows about the database, so that appends do not ask it again.
 ///
-/// Only the writer changes `metric_series` and the day tables, so entries stay true as long as
-/// the transactions that created them commit. The writer clears the whole cache whenever a job
-/// or a batch fails (a rollback may have undone rows or tables it remembers), and retention
-/// forgets the day tables it drops. Series rows are never deleted.
+/// Only the writer creates and drops day tables, so an entry stays true as long as the
+/// transaction that created the table commits. The writer clears the cache whenever a job or a
+/// batch fails (a rollback may have undone a table it remembers), and retention forgets the day
+/// tables it drops.
 #[derive(Debug, Default)]
 pub(crate) struct WriteCache {
-    /// Series ids by `thing \0 len(metric) : metric dimension`: thing names cannot contain
-    /// NUL and the length says where the (free-form) metric name ends, so keys cannot collide;
-    /// a lookup needs no allocation, the key is built in `key`.
-    series: HashMap<String, i64>,
-    key: String,
     /// The insert statement of each day table known to exist.
     days: HashMap<UtcDay, String>,
 }
 
 impl WriteCache {
     pub(crate) fn clear(&mut self) {
-        self.series.clear();
         self.days.clear();
-    }
-
-    /// The id of a series, created on first use.
-    fn series_id(&mut self, conn: &Connection, thing: &str, metric: &str, dimension: &str) -> Result<i64> {
-        self.key.clear();
-        self.key.push_str(thing);
-        self.key.push('\0');
-        // Writing to a String cannot fail.
-        let _ = write!(self.key, "{}:", metric.len());
-        self.key.push_str(metric);
-        self.key.push_str(dimension);
-        if let Some(&id) = self.series.get(self.key.as_str()) {
-            return Ok(id);
-        }
-        let id = match series_id(conn, thing, metric, dimension)? {
-            Some(id) => id,
-            None => {
-                conn.prepare_cached(
-                    "INSERT INTO metric_series (thing, metric, dimension) VALUES (?1, ?2, ?3)",
-                )?
-                .execute([thing, metric, dimension])?;
-                conn.last_insert_rowid()
-            }
-        };
-        if self.series.len() >= MAX_CACHED_SERIES {
-            self.series.clear();
-        }
-        self.series.insert(self.key.clone(), id);
-        Ok(id)
     }
 
     /// The insert statement of the day table of `day`, which is created if needed.
@@ -119,7 +89,7 @@ impl WriteCache {
             Entry::Vacant(slot) => {
                 ensure_day_table(conn, day)?;
                 slot.insert(format!(
-                    "INSERT INTO {} (series, ts_ms, value) VALUES (?1, ?2, ?3)",
+                    "INSERT INTO {} (thing, ts_ms, points) VALUES (?1, ?2, ?3)",
                     table_name(day)
                 ))
             }
@@ -128,36 +98,84 @@ impl WriteCache {
     }
 }
 
-/// Checked datapoints with their values already serialised, so the writer thread only inserts.
+/// The `points` column: the datapoints of one thing at one timestamp, at most one per series,
+/// back to back, each as
 ///
-/// The names are moved out of the caller's [`Datapoint`]s, and all values share one JSON buffer:
-/// a report of ten datapoints costs one allocation here instead of forty.
+/// ```text
+/// metric length (1 byte) | metric | dimension length (1 byte, 0 for none) | dimension
+///   | value length (4 bytes, little-endian) | value (the MetricValue as JSON)
+/// ```
+///
+/// Names are at most 128 bytes (checked before encoding), so one byte holds their length.
+struct PointsBlob;
+
+impl PointsBlob {
+    fn push(blob: &mut Vec<u8>, metric: &str, dimension: &str, value: &[u8]) -> Result<()> {
+        let too_long = || StoreError::invalid("a datapoint's name or value is too long to store");
+        blob.push(u8::try_from(metric.len()).map_err(|_| too_long())?);
+        blob.extend_from_slice(metric.as_bytes());
+        blob.push(u8::try_from(dimension.len()).map_err(|_| too_long())?);
+        blob.extend_from_slice(dimension.as_bytes());
+        blob.extend_from_slice(&u32::try_from(value.len()).map_err(|_| too_long())?.to_le_bytes());
+        blob.extend_from_slice(value);
+        Ok(())
+    }
+
+    /// Whether `blob` already holds a datapoint of this series.
+    fn contains(blob: &[u8], metric: &str, dimension: &str) -> bool {
+        PointsBlob::find(blob, metric, dimension).ok().flatten().is_some()
+    }
+
+    /// The value (JSON) of the series' datapoint in `blob`, if it has one.
+    fn find<'b>(blob: &'b [u8], metric: &str, dimension: &str) -> Result<Option<&'b [u8]>> {
+        let corrupt = || StoreError::Database("corrupt datapoint row".into());
+        let mut rest = blob;
+        let take = |n: usize, rest: &mut &'b [u8]| -> Result<&'b [u8]> {
+            if rest.len() < n {
+                return Err(corrupt());
+            }
+            let (head, tail) = rest.split_at(n);
+            *rest = tail;
+            Ok(head)
+        };
+        while !rest.is_empty() {
+            let len = usize::from(take(1, &mut rest)?[0]);
+            let m = take(len, &mut rest)?;
+            let len = usize::from(take(1, &mut rest)?[0]);
+            let d = take(len, &mut rest)?;
+            let len = take(4, &mut rest)?;
+            let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]);
+            let value = take(usize::try_from(len).map_err(|_| corrupt())?, &mut rest)?;
+            if m == metric.as_bytes() && d == dimension.as_bytes() {
+                return Ok(Some(value));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Checked datapoints, already grouped into rows and serialised, so the writer thread only
+/// inserts.
 #[derive(Debug, Default)]
 pub(crate) struct EncodedDatapoints {
     rows: Vec<EncodedRow>,
-    /// The JSON texts of all values, back to back; each row knows its range.
-    values: Vec<u8>,
 }
 
 #[derive(Debug)]
 struct EncodedRow {
     thing: String,
-    metric: String,
-    /// `""` for no dimension, as in `metric_series`.
-    dimension: String,
     timestamp_ms: i64,
-    value: std::ops::Range<usize>,
+    /// See [`PointsBlob`].
+    points: Vec<u8>,
 }
 
 impl EncodedDatapoints {
     /// Checks and encodes `datapoints`: names, a timestamp in years 1970..=9999, a finite,
-    /// non-empty value.
+    /// non-empty value. Consecutive datapoints of one thing and timestamp share a row (all of a
+    /// report's do), unless a series comes twice: its second datapoint starts a new row.
     pub(crate) fn encode(datapoints: Vec<Datapoint>) -> Result<EncodedDatapoints> {
-        let mut out = EncodedDatapoints {
-            rows: Vec::with_capacity(datapoints.len()),
-            // Most values are a count or a short list: `{"count":1234567}`.
-            values: Vec::with_capacity(datapoints.len() * 24),
-        };
+        let mut out = EncodedDatapoints { rows: Vec::with_capacity(1) };
+        let mut value = Vec::with_capacity(32);
         for dp in datapoints {
             names::check_thing_name(&dp.thing)?;
             names::check_metric_name("metric", &dp.metric)?;
@@ -171,16 +189,29 @@ impl EncodedDatapoints {
                 )));
             }
             crate::model::check_value(&dp.value)?;
-            let start = out.values.len();
-            serde_json::to_writer(&mut out.values, &dp.value)
+            value.clear();
+            serde_json::to_writer(&mut value, &dp.value)
                 .map_err(|e| StoreError::invalid(format!("cannot encode metric value: {e}")))?;
-            out.rows.push(EncodedRow {
-                thing: dp.thing,
-                metric: dp.metric,
-                dimension: dp.dimension.unwrap_or_default(),
-                timestamp_ms: dp.timestamp_ms,
-                value: start..out.values.len(),
-            });
+            let dimension = dp.dimension.as_deref().unwrap_or_default();
+            let row = match out.rows.last_mut() {
+                Some(row)
+                    if row.thing == dp.thing
+                        && row.timestamp_ms == dp.timestamp_ms
+                        && !PointsBlob::contains(&row.points, &dp.metric, dimension) =>
+                {
+                    row
+                }
+                _ => {
+                    out.rows.push(EncodedRow {
+                        thing: dp.thing,
+                        timestamp_ms: dp.timestamp_ms,
+                        // Most reports: ten datapoints of about 40 bytes.
+                        points: Vec::with_capacity(512),
+                    });
+                    out.rows.last_mut().expect("a row was just pushed")
+                }
+            };
+            PointsBlob::push(&mut row.points, &dp.metric, dimension, &value)?;
         }
         Ok(out)
     }
@@ -188,24 +219,18 @@ impl EncodedDatapoints {
 
 fn ensure_day_table(conn: &Connection, day: UtcDay) -> Result<()> {
     let table = table_name(day);
-    // rowid is kept (not WITHOUT ROWID): appends go to the end of the table B-tree, and the
-    // rowid breaks ties between datapoints with the same timestamp.
+    // rowid is kept (not WITHOUT ROWID): rows are appended at the end of the table B-tree, only
+    // the small index entry goes next to the thing's earlier ones, and the rowid breaks ties
+    // between rows with the same timestamp.
     conn.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS {table} (
-             series INTEGER NOT NULL,
+             thing  TEXT NOT NULL,
              ts_ms  INTEGER NOT NULL,
-             value  TEXT NOT NULL
+             points BLOB NOT NULL
          ) STRICT;
-         CREATE INDEX IF NOT EXISTS {table}_by_series ON {table} (series, ts_ms);"
+         CREATE INDEX IF NOT EXISTS {table}_by_thing ON {table} (thing, ts_ms);"
     ))?;
     Ok(())
-}
-
-fn series_id(conn: &Connection, thing: &str, metric: &str, dimension: &str) -> Result<Option<i64>> {
-    Ok(conn
-        .prepare_cached("SELECT id FROM metric_series WHERE thing = ?1 AND metric = ?2 AND dimension = ?3")?
-        .query_row([thing, metric, dimension], |row| row.get(0))
-        .optional()?)
 }
 
 pub(crate) fn append_datapoints(cx: &mut WriteContext<'_>, datapoints: &EncodedDatapoints) -> Result<()> {
@@ -216,11 +241,7 @@ pub(crate) fn append_datapoints(cx: &mut WriteContext<'_>, datapoints: &EncodedD
         let day = UtcDay::of_timestamp_ms(first.timestamp_ms);
         let mut insert = conn.prepare_cached(cx.cache.insert_sql(conn, day)?)?;
         while let Some(row) = rows.next_if(|row| UtcDay::of_timestamp_ms(row.timestamp_ms) == day) {
-            let series = cx.cache.series_id(conn, &row.thing, &row.metric, &row.dimension)?;
-            // serde_json writes UTF-8 only; the check is a formality the TEXT column needs.
-            let value = std::str::from_utf8(&datapoints.values[row.value.clone()])
-                .map_err(|e| StoreError::Database(format!("metric value is not UTF-8: {e}")))?;
-            insert.execute(params![series, row.timestamp_ms, value])?;
+            insert.execute(params![row.thing, row.timestamp_ms, row.points])?;
         }
     }
     Ok(())
@@ -242,7 +263,7 @@ pub(crate) fn record_report(
 fn day_tables(conn: &Connection, first: UtcDay, last: UtcDay) -> Result<Vec<UtcDay>> {
     let mut stmt = conn.prepare_cached(
         "SELECT name FROM sqlite_master
-         WHERE type = 'table' AND name GLOB 'datapoints_[0-9]*' AND name >= ?1 AND name <= ?2
+         WHERE type = 'table' AND name GLOB 'points_[0-9]*' AND name >= ?1 AND name <= ?2
          ORDER BY name",
     )?;
     let names = stmt
@@ -257,8 +278,9 @@ pub(crate) fn query_datapoints(
     cursor: Option<String>,
     limit: usize,
 ) -> Result<Page<MetricDatum>> {
-    // The key of a datapoint is `ts_ms:rowid`; a timestamp belongs to one day table, so the
-    // pair orders datapoints across tables too.
+    // The key of a datapoint is its row's `ts_ms:rowid` (a row has at most one datapoint of a
+    // series); a timestamp belongs to one day table, so the pair orders datapoints across
+    // tables too.
     let (after_ms, after_rowid) = match cursor {
         None => (i64::MIN, i64::MIN),
         Some(key) => key
@@ -273,43 +295,34 @@ pub(crate) fn query_datapoints(
         return Ok(empty);
     }
     let dimension = query.dimension.as_deref().unwrap_or("");
-    let Some(series) = series_id(conn, &query.thing, &query.metric, dimension)? else {
-        return Ok(empty);
-    };
     let days = day_tables(conn, UtcDay::of_timestamp_ms(start_ms), UtcDay::of_timestamp_ms(end_ms - 1))?;
-    let mut rows: Vec<(i64, i64, String)> = Vec::new();
-    for day in days {
-        let wanted = limit + 1 - rows.len();
+    let corrupt =
+        |e: rusqlite::types::FromSqlError| StoreError::Database(format!("corrupt datapoint row: {e}"));
+    let mut rows: Vec<(i64, i64, MetricValue)> = Vec::new();
+    'days: for day in days {
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT ts_ms, rowid, value FROM {}
-             WHERE series = ?1 AND ts_ms >= ?2 AND ts_ms < ?3
+            "SELECT ts_ms, rowid, points FROM {}
+             WHERE thing = ?1 AND ts_ms >= ?2 AND ts_ms < ?3
                AND (ts_ms > ?4 OR (ts_ms = ?4 AND rowid > ?5))
-             ORDER BY ts_ms, rowid LIMIT ?6",
+             ORDER BY ts_ms, rowid",
             table_name(day)
         ))?;
-        let found = stmt
-            .query_map(params![series, start_ms, end_ms, after_ms, after_rowid, wanted], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-            })?;
-        for row in found {
-            rows.push(row?);
-        }
-        if rows.len() > limit {
-            break;
+        let mut found = stmt.query(params![query.thing, start_ms, end_ms, after_ms, after_rowid])?;
+        while let Some(row) = found.next()? {
+            let points = row.get_ref(2)?.as_blob().map_err(corrupt)?;
+            let Some(value) = PointsBlob::find(points, &query.metric, dimension)? else { continue };
+            let value: MetricValue = serde_json::from_slice(value)
+                .map_err(|e| StoreError::Database(format!("corrupt datapoint value: {e}")))?;
+            rows.push((row.get(0)?, row.get(1)?, value));
+            if rows.len() > limit {
+                break 'days;
+            }
         }
     }
     let page = Page::from_rows(rows, limit, |(ts, rowid, _)| format!("{ts}:{rowid}"));
-    let next_token = page.next_token;
-    let items = page
-        .items
-        .into_iter()
-        .map(|(timestamp_ms, _, value)| {
-            let value: MetricValue = serde_json::from_str(&value)
-                .map_err(|e| StoreError::Database(format!("corrupt datapoint value: {e}")))?;
-            Ok(MetricDatum { timestamp_ms, value })
-        })
-        .collect::<Result<_>>()?;
-    Ok(Page { items, next_token })
+    let items =
+        page.items.into_iter().map(|(timestamp_ms, _, value)| MetricDatum { timestamp_ms, value }).collect();
+    Ok(Page { items, next_token: page.next_token })
 }
 
 pub(crate) fn drop_datapoints_before(cx: &mut WriteContext<'_>, day: UtcDay) -> Result<Vec<UtcDay>> {
@@ -318,7 +331,7 @@ pub(crate) fn drop_datapoints_before(cx: &mut WriteContext<'_>, day: UtcDay) -> 
     // names compare correctly as strings.
     let mut stmt = conn.prepare_cached(
         "SELECT name FROM sqlite_master
-         WHERE type = 'table' AND name GLOB 'datapoints_[0-9]*'
+         WHERE type = 'table' AND name GLOB 'points_[0-9]*'
          ORDER BY name",
     )?;
     let names = stmt.query_map([], |row| row.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
@@ -334,4 +347,65 @@ pub(crate) fn drop_datapoints_before(cx: &mut WriteContext<'_>, day: UtcDay) -> 
         }
     }
     Ok(dropped)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Migration 4
+
+/// Converts the datapoint tables of schema version 3 (`datapoints_YYYYMMDD`: a row per datapoint
+/// with a `metric_series` id) into this module's row-per-report tables, keeping every datapoint,
+/// and drops the old tables. Runs inside the migration's transaction. Datapoints of one thing
+/// and timestamp are packed in the order they were stored.
+pub(crate) fn convert_series_tables(conn: &Connection) -> Result<()> {
+    let old: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'datapoints_[0-9]*' ORDER BY name",
+        )?
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for name in old {
+        let Some(day) = name.strip_prefix("datapoints_").and_then(UtcDay::from_compact) else { continue };
+        ensure_day_table(conn, day)?;
+        convert_table(conn, &name, day)?;
+        conn.execute_batch(&format!("DROP TABLE {name}"))?;
+    }
+    Ok(())
+}
+
+/// Copies one old day table into the new one of `day`. Its statements end here, before the old
+/// table is dropped.
+fn convert_table(conn: &Connection, name: &str, day: UtcDay) -> Result<()> {
+    let text = |e: rusqlite::types::FromSqlError| StoreError::Database(format!("{name}: {e}"));
+    let mut insert =
+        conn.prepare(&format!("INSERT INTO {} (thing, ts_ms, points) VALUES (?1, ?2, ?3)", table_name(day)))?;
+    let mut select = conn.prepare(&format!(
+        "SELECT s.thing, d.ts_ms, s.metric, s.dimension, d.value
+         FROM {name} d JOIN metric_series s ON s.id = d.series
+         ORDER BY s.thing, d.ts_ms, d.rowid"
+    ))?;
+    let mut rows = select.query([])?;
+    let mut current: Option<EncodedRow> = None;
+    while let Some(row) = rows.next()? {
+        let thing = row.get_ref(0)?.as_str().map_err(text)?;
+        let ts_ms: i64 = row.get(1)?;
+        let metric = row.get_ref(2)?.as_str().map_err(text)?;
+        let dimension = row.get_ref(3)?.as_str().map_err(text)?;
+        let value = row.get_ref(4)?.as_str().map_err(text)?;
+        let continues = current.as_ref().is_some_and(|c| {
+            c.thing == thing && c.timestamp_ms == ts_ms && !PointsBlob::contains(&c.points, metric, dimension)
+        });
+        if !continues {
+            if let Some(done) = current.take() {
+                insert.execute(params![done.thing, done.timestamp_ms, done.points])?;
+            }
+            current = Some(EncodedRow { thing: thing.to_owned(), timestamp_ms: ts_ms, points: Vec::new() });
+        }
+        if let Some(c) = current.as_mut() {
+            PointsBlob::push(&mut c.points, metric, dimension, value.as_bytes())?;
+        }
+    }
+    if let Some(done) = current {
+        insert.execute(params![done.thing, done.timestamp_ms, done.points])?;
+    }
+    Ok(())
 }

@@ -14,8 +14,8 @@
 //! run in runs of consecutive jobs under one savepoint; only if one of them fails is the run
 //! rolled back and each of its jobs run again in its own savepoint, as any other job.
 //!
-//! The thread also keeps what it learnt about the database in [`WriteCache`] (series ids, day
-//! tables that exist), so that a report's datapoints are inserted without looking anything up.
+//! The thread also keeps what it learnt about the database in [`WriteCache`] (the day tables
+//! that exist), so that a report's datapoints are inserted without looking anything up.
 //! Whatever a failed job or batch may have rolled back is forgotten with the whole cache.
 //!
 //! Shutdown: the thread runs until every sender is gone (the `SqliteStore` is dropped) or it

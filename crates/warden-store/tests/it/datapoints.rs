@@ -233,3 +233,71 @@ async fn concurrent_appends_are_all_stored() {
         assert_eq!(times(&data), expect, "dev-{task}");
     }
 }
+
+/// Migration 4: a version 3 database (a row per datapoint in `datapoints_YYYYMMDD`, series in
+/// `metric_series`) keeps every datapoint, in order, with dimensions and same-time duplicates,
+/// and the old tables are gone.
+#[tokio::test]
+async fn migration_4_keeps_the_datapoints_of_a_version_3_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("warden.db");
+    {
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        let tx = conn.transaction().unwrap();
+        for migration in &warden_store::sqlite::MIGRATIONS[..3] {
+            tx.execute_batch(migration.sql).unwrap();
+        }
+        tx.pragma_update(None, "user_version", 3).unwrap();
+        tx.execute_batch(
+            r#"INSERT INTO metric_series (id, thing, metric, dimension) VALUES
+                   (1, 't1', 'aws:all-bytes-out', ''), (2, 't1', 'aws:num-messages-sent', 'dim'),
+                   (3, 't2', 'aws:all-bytes-out', ''), (4, 't1', 'aws:listening-tcp-ports', '');
+               CREATE TABLE datapoints_20260101 (series INTEGER NOT NULL, ts_ms INTEGER NOT NULL, value TEXT NOT NULL) STRICT;
+               CREATE INDEX datapoints_20260101_by_series ON datapoints_20260101 (series, ts_ms);
+               CREATE TABLE datapoints_20260102 (series INTEGER NOT NULL, ts_ms INTEGER NOT NULL, value TEXT NOT NULL) STRICT;
+               INSERT INTO datapoints_20260101 (series, ts_ms, value) VALUES
+                   (1, 1767225600000, '{"count":1}'), (2, 1767225600000, '{"count":7}'),
+                   (4, 1767225600000, '{"ports":[22,443]}'), (3, 1767225600000, '{"count":50}'),
+                   (1, 1767225600000, '{"count":2}'), (1, 1767225600005, '{"count":3}');
+               INSERT INTO datapoints_20260102 (series, ts_ms, value) VALUES (1, 1767312000000, '{"count":4}');"#,
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), warden_store::sqlite::MIGRATIONS.len());
+    let counts =
+        |data: Vec<MetricDatum>| data.iter().map(|d| (d.timestamp_ms, d.value.count)).collect::<Vec<_>>();
+    let whole = query("t1", BYTES_OUT, T0, T0 + 2 * DAY_MS);
+    assert_eq!(
+        counts(read_all(&store, &whole, 1).await),
+        [(T0, Some(1)), (T0, Some(2)), (T0 + 5, Some(3)), (T0 + DAY_MS, Some(4))]
+    );
+    let mut dimensioned = query("t1", "aws:num-messages-sent", T0, T0 + 2 * DAY_MS);
+    dimensioned.dimension = Some("dim".into());
+    assert_eq!(counts(read_all(&store, &dimensioned, 10).await), [(T0, Some(7))]);
+    let ports = read_all(&store, &query("t1", "aws:listening-tcp-ports", T0, T0 + 1), 10).await;
+    assert_eq!(ports[0].value, MetricValue::ports(vec![22, 443]));
+    assert_eq!(counts(read_all(&store, &query("t2", BYTES_OUT, T0, T0 + 1), 10).await), [(T0, Some(50))]);
+    // New writes land beside the converted rows, and retention still sees the converted days.
+    store.append_datapoints(vec![dp("t1", BYTES_OUT, T0 + 6, MetricValue::count(9))]).await.unwrap();
+    assert_eq!(
+        times(&read_all(&store, &query("t1", BYTES_OUT, T0, T0 + DAY_MS), 10).await),
+        [T0, T0, T0 + 5, T0 + 6]
+    );
+    assert_eq!(
+        store.drop_datapoints_before(UtcDay::of_timestamp_ms(T0 + DAY_MS)).await.unwrap(),
+        [UtcDay::of_timestamp_ms(T0)]
+    );
+    store.close().await.unwrap();
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let old: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name GLOB 'datapoints_*' OR name = 'metric_series'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(old, 0, "the old tables are dropped");
+}

@@ -199,26 +199,27 @@ async fn writes_after_retention_recreate_the_day_table() {
     assert_eq!(counts(&store, "dev-1", "aws:all-bytes-in").await, [2, 3]);
 }
 
-/// A job that fails after creating a series rolls the series back; the writer must not keep
-/// using the id it had remembered for it.
+/// A job that fails after creating a day table rolls the table back; the writer must not keep
+/// inserting into the table it had remembered.
 #[tokio::test]
-async fn a_rolled_back_series_is_forgotten() {
+async fn a_rolled_back_day_table_is_forgotten() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("warden.db");
     let store = SqliteStore::open(&path).unwrap();
     store.record_report("dev-0", state(1, T0), Vec::new()).await.unwrap();
-    // The store has no failure to provoke from outside, so a trigger makes one: creating the
-    // series of metric "boom" fails, after the report's other series were created.
+    // The store has no failure to provoke from outside, so a trigger makes one: the table of
+    // the day after T0 refuses inserts, so a job writing T0's day (a new table) and then that
+    // day fails after creating T0's table.
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
-        "CREATE TRIGGER boom AFTER INSERT ON metric_series WHEN NEW.metric = 'boom'
-         BEGIN SELECT RAISE(ABORT, 'boom'); END;",
+        "CREATE TABLE points_20260102 (thing TEXT NOT NULL, ts_ms INTEGER NOT NULL, points BLOB NOT NULL) STRICT;
+         CREATE TRIGGER boom AFTER INSERT ON points_20260102 BEGIN SELECT RAISE(ABORT, 'boom'); END;",
     )
     .unwrap();
     drop(conn);
 
     let mut failing = report("dev-1", T0, 1);
-    failing.push(point("dev-1", "boom", T0, 1));
+    failing.push(point("dev-1", "aws:all-bytes-in", T0 + DAY_MS, 1));
     assert_matches!(
         store.record_report("dev-1", state(1, T0), failing).await,
         Err(StoreError::Database(ref m)) if m.contains("boom")
