@@ -6,8 +6,8 @@
 //! in-memory map in the single ingest task, so two reports from one thing can never both pass.
 //! The store writes and the reply then run concurrently (bounded by [`MAX_IN_FLIGHT`]), so a
 //! slow disk turns into backpressure on the broker's event channel rather than unbounded memory.
-//! The map is filled from the store the first time a thing reports after a start, so duplicate
-//! detection survives restarts.
+//! The map is filled from the store, in one read, at the first report after a start, so
+//! duplicate detection survives restarts.
 //!
 //! An accepted report is one store write (`Store::record_report`: its ingest state and
 //! datapoints together), which shares its commit with the reports around it; the `/accepted`
@@ -68,6 +68,9 @@ pub struct Ingest {
     broker: Arc<Broker>,
     limits: Limits,
     last: HashMap<String, IngestState>,
+    /// Whether `last` holds every stored state (read in one go at the first report after a
+    /// start); from then on a thing missing from it has never reported.
+    loaded: bool,
     in_flight: Arc<Semaphore>,
     detection: Detection,
     pub stats: Arc<IngestStats>,
@@ -102,6 +105,7 @@ impl Ingest {
             broker,
             limits,
             last: HashMap::new(),
+            loaded: false,
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             detection,
             stats,
@@ -185,7 +189,22 @@ impl Ingest {
     /// The duplicate and throttle checks, updating the in-memory state when the report passes.
     async fn admit(&mut self, thing: &str, report: &MetricReport, now_ms: i64) -> Result<(), Rejection> {
         let report_id = report.header.report_id;
-        if !self.last.contains_key(thing) {
+        if !self.loaded {
+            // One read for the whole fleet: this runs in the one ingest task, so reading each
+            // thing's state on its first report would queue a reconnecting fleet behind a store
+            // read per thing.
+            match self.state.store.all_ingest_states().await {
+                Ok(states) => {
+                    for (t, s) in states {
+                        // A state admitted meanwhile is newer than the stored one.
+                        self.last.entry(t).or_insert(s);
+                    }
+                    self.loaded = true;
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read the ingest states; reading thing by thing"),
+            }
+        }
+        if !self.loaded && !self.last.contains_key(thing) {
             match self.state.store.ingest_state(thing).await {
                 Ok(Some(s)) => {
                     self.last.insert(thing.to_owned(), s);

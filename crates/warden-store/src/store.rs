@@ -189,6 +189,10 @@ pub trait Store: RegistryBulk + Send + Sync + 'static {
     /// The last accepted report of `thing`, or `None` before its first.
     async fn ingest_state(&self, thing: &str) -> Result<Option<IngestState>>;
 
+    /// Every thing's last accepted report, in one read: for a server that keeps them all in
+    /// memory rather than reading each thing's on its first report after a start.
+    async fn all_ingest_states(&self) -> Result<Vec<(String, IngestState)>>;
+
     /// Records the last accepted report of `thing` (the thing need not be registered). It never
     /// moves back: a state whose report id is not greater than the stored one is ignored, since
     /// reports admitted in order are stored concurrently and may commit out of order.

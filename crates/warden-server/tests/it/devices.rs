@@ -336,6 +336,34 @@ async fn malformed_duplicate_and_throttled_reports_are_rejected_with_their_codes
     assert!(text.contains("warden_reports_rejected_total{code=\"DuplicateReportId\"} 1"), "{text}");
 }
 
+/// The last accepted report id of every thing is read back at the first report after a start,
+/// so a report replayed across a restart is still a duplicate, for this thing and no other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_are_rejected_across_a_restart() {
+    let lab = lab(Duration::ZERO).await;
+    let (one, two) = (lab.device("dev-1").await, lab.device("dev-2").await);
+    let report = |id: u64| format!(r#"{{"hed":{{"rid":{id},"v":"1.0"}},"met":{{"ns":{{"bo":1}}}}}}"#);
+    for (device, thing) in [(&one, "dev-1"), (&two, "dev-2")] {
+        let mut c = lab.client(device, thing);
+        c.connect().await.unwrap();
+        c.subscribe(&format!("$aws/things/{thing}/defender/metrics/+/+")).await;
+        assert_eq!(c.report(thing, Format::Json, report(10).as_bytes()).await.status, ReplyStatus::Accepted);
+    }
+    let lab = lab.restart().await;
+    // dev-2 reports first after the start; dev-1's replay must still be caught.
+    let mut c = lab.client(&two, "dev-2");
+    c.connect().await.unwrap();
+    c.subscribe("$aws/things/dev-2/defender/metrics/+/+").await;
+    assert_eq!(c.report("dev-2", Format::Json, report(11).as_bytes()).await.status, ReplyStatus::Accepted);
+    let mut c = lab.client(&one, "dev-1");
+    c.connect().await.unwrap();
+    c.subscribe("$aws/things/dev-1/defender/metrics/+/+").await;
+    let replay = c.report("dev-1", Format::Json, report(10).as_bytes()).await;
+    let ReplyStatus::Rejected { code, .. } = replay.status else { panic!("{replay:?}") };
+    assert_eq!(code.as_str(), "DuplicateReportId");
+    assert_eq!(c.report("dev-1", Format::Json, report(11).as_bytes()).await.status, ReplyStatus::Accepted);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thing_cannot_use_another_things_topics_or_client_id() {
     let lab = lab(Duration::ZERO).await;

@@ -544,6 +544,10 @@ impl Store for SqliteStore {
         self.read(move |tx| telemetry::ingest_state(tx, &thing)).await
     }
 
+    async fn all_ingest_states(&self) -> Result<Vec<(String, IngestState)>> {
+        self.read(|tx| telemetry::all_ingest_states(tx)).await
+    }
+
     async fn set_ingest_state(&self, thing: &str, state: IngestState) -> Result<()> {
         names::check_thing_name(thing)?;
         check_ingest_state(state)?;

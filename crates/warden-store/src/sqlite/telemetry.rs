@@ -51,6 +51,14 @@ pub(crate) fn ingest_state(conn: &Connection, thing: &str) -> Result<Option<Inge
         .optional()?)
 }
 
+pub(crate) fn all_ingest_states(conn: &Connection) -> Result<Vec<(String, IngestState)>> {
+    let mut statement = conn.prepare("SELECT thing, last_report_id, accepted_at_ms FROM ingest_state")?;
+    let rows = statement.query_map([], |row| {
+        Ok((row.get(0)?, IngestState { last_report_id: row.get(1)?, accepted_at_ms: row.get(2)? }))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 pub(crate) fn set_ingest_state(conn: &Connection, thing: &str, state: IngestState) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO ingest_state (thing, last_report_id, accepted_at_ms) VALUES (?1, ?2, ?3)

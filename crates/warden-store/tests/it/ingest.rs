@@ -38,3 +38,16 @@ async fn errors() {
     assert_matches!(store.set_ingest_state("bad name", ok).await, Err(StoreError::Invalid(_)));
     assert_matches!(store.ingest_state("").await, Err(StoreError::Invalid(_)));
 }
+
+#[tokio::test]
+async fn every_state_in_one_read() {
+    let (_dir, store) = open();
+    assert_eq!(store.all_ingest_states().await.unwrap(), Vec::new());
+    let a = IngestState { last_report_id: 7, accepted_at_ms: T0 };
+    let b = IngestState { last_report_id: 9, accepted_at_ms: T0 + 1 };
+    store.set_ingest_state("dev-a", a).await.unwrap();
+    store.set_ingest_state("dev-b", b).await.unwrap();
+    let mut all = store.all_ingest_states().await.unwrap();
+    all.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(all, vec![("dev-a".to_owned(), a), ("dev-b".to_owned(), b)]);
+}
