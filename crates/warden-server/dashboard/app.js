@@ -192,6 +192,22 @@ function connectEvents() {
   live.hidden = false;
   live.textContent = 'Connecting…';
   live.classList.remove('on');
+  // A lagging tab may be told to resync several times a second: one refetch at a time, at
+  // most one more queued, half a second apart.
+  let resyncTimer = null;
+  let resyncing = false;
+  let resyncQueued = false;
+  const resyncSoon = () => {
+    if (resyncing) { resyncQueued = true; return; }
+    clearTimeout(resyncTimer);
+    resyncTimer = setTimeout(async () => {
+      resyncing = true;
+      try { if (current) await current.refresh(); } finally {
+        resyncing = false;
+        if (resyncQueued) { resyncQueued = false; resyncSoon(); }
+      }
+    }, 500);
+  };
   events = new EventSource('/warden/events');
   events.onmessage = (message) => {
     let ev;
@@ -205,7 +221,7 @@ function connectEvents() {
       return;
     }
     if (!current) return;
-    if (ev.type === 'resync') current.refresh();
+    if (ev.type === 'resync') resyncSoon();
     else if (current.onEvent) current.onEvent(ev);
   };
   events.onerror = () => {
@@ -350,9 +366,10 @@ function fleetView() {
   function onEvent(ev) {
     const row = ev.thing && rows.get(ev.thing);
     if (ev.type === 'report' && row) { row.lastReportTime = ev.timestamp; render(); }
-    else if (ev.type === 'session' && row) { row.connected = ev.connected; render(); }
-    // A thing not listed yet (registered since the page loaded) shows up when it connects.
-    else if (ev.type === 'session' && ev.connected) refetchSoon(ev.thing);
+    // A thing may hold several sessions (its agent and its application), so one ending does
+    // not make it offline: the server says what is left. A thing not listed yet (registered
+    // since the page loaded) shows up when it connects.
+    else if (ev.type === 'session' && (row || ev.connected)) refetchSoon(ev.thing);
     else if (ev.type === 'violation' || ev.type === 'groups') refetchSoon(ev.thing ?? null);
   }
   const ticker = setInterval(render, 5000); // relative times ("12 s ago") only, no fetch
@@ -676,6 +693,7 @@ function deviceView(thing) {
   }
   let reloadTimer = null;
   const soon = (f) => { clearTimeout(reloadTimer); reloadTimer = setTimeout(f, 150); };
+  let overviewTimer = null;
   function onEvent(ev) {
     if (ev.type === 'report' && ev.thing === thing) {
       for (const [metric, value] of Object.entries(ev.metrics)) {
@@ -689,10 +707,11 @@ function deviceView(thing) {
       loadMetrics(CLOUD_METRICS).catch(() => {});
     } else if (ev.type === 'violation' && ev.thing === thing) {
       soon(() => Promise.all([loadViolations(), loadOverview()]).catch(() => {}));
-    } else if ((ev.type === 'groups' && (ev.thing === thing || ev.thing === null)) || ev.type === 'certificate') {
-      loadOverview().catch(() => {});
-    } else if (ev.type === 'session' && ev.thing === thing && overview) {
-      loadOverview().catch(() => {});
+    } else if ((ev.type === 'groups' && (ev.thing === thing || ev.thing === null)) || ev.type === 'certificate'
+        || (ev.type === 'session' && ev.thing === thing && overview)) {
+      // Certificate events name no thing: any of them may be this one's. Bursts load once.
+      clearTimeout(overviewTimer);
+      overviewTimer = setTimeout(() => loadOverview().catch(() => {}), 150);
     }
   }
   return { el, refresh, onEvent, dispose: () => { for (const c of charts.values()) c.dispose(); } };

@@ -150,7 +150,7 @@ impl Ingest {
                     let ingest_state = IngestState { last_report_id: report_id, accepted_at_ms: now_ms };
                     let live = state.live_report(&thing, now_ms, &points);
                     let stored = state.store.record_report(&thing, ingest_state, points).await;
-                    if let Err(e) = stored {
+                    if let Err(ref e) = stored {
                         // The report passed validation; losing its datapoints is logged and
                         // counted, and the device is still told it was accepted (as AWS would
                         // not tell it about its own storage trouble either).
@@ -158,8 +158,9 @@ impl Ingest {
                         tracing::error!(%thing, error = %e, "cannot store report");
                     }
                     stats.accepted.fetch_add(1, Ordering::Relaxed);
-                    // After the store write, so a dashboard that refetches sees these points.
-                    if let Some(event) = live {
+                    // After the store write, so a dashboard that refetches sees these points;
+                    // points that could not be stored are not shown as if they were.
+                    if let (Some(event), Ok(())) = (live, &stored) {
                         state.emit(event);
                     }
                     Reply {

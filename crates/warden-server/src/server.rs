@@ -147,10 +147,10 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
                     let (state, detection) = (events_state.clone(), events_detection.clone());
                     tokio::spawn(async move {
                         detection.observe_period(&period, now_ms).await;
-                        if let Err(e) = state.store.append_datapoints(period.points).await {
-                            tracing::error!(error = %e, "cannot store cloud-side metrics");
+                        match state.store.append_datapoints(period.points).await {
+                            Ok(()) => state.emit(crate::state::LiveEvent::CloudMetrics { timestamp: now_ms as f64 / 1000.0 }),
+                            Err(e) => tracing::error!(error = %e, "cannot store cloud-side metrics"),
                         }
-                        state.emit(crate::state::LiveEvent::CloudMetrics { timestamp: now_ms as f64 / 1000.0 });
                     });
                 }
             }

@@ -5,13 +5,15 @@
 //! falls more than [`crate::state::LIVE_BUFFER`] events behind gets `{"type": "resync"}` in
 //! place of what it missed, and refetches what it shows: a slow browser costs itself a refetch,
 //! never ingest a wait. A comment line every [`KEEPALIVE`] keeps proxies from closing an idle
-//! stream and lets the server notice a browser that went away. Streams end at shutdown.
+//! stream and lets the server notice a browser that went away. Streams end at shutdown, and a
+//! stream opened with the dashboard's session cookie ends at the first keep-alive after that
+//! session ended (sign-out or expiry).
 
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -25,7 +27,12 @@ fn frame(json: &str) -> Bytes {
     Bytes::from(format!("data: {json}\n\n"))
 }
 
-pub(super) async fn stream(State(d): State<Dashboard>) -> Response {
+pub(super) async fn stream(State(d): State<Dashboard>, headers: HeaderMap) -> Response {
+    // The cookie counts only without an `Authorization` header (as in `api::auth`).
+    let session = match headers.contains_key(header::AUTHORIZATION) {
+        true => None,
+        false => super::session_id(&headers).map(|id| (d.state.clone(), id.to_owned())),
+    };
     let rx = d.state.subscribe_live();
     let stop = d.state.live_stopped();
     let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
@@ -33,17 +40,27 @@ pub(super) async fn stream(State(d): State<Dashboard>) -> Response {
     // The reconnect delay for the browser, and the greeting.
     let first = Bytes::from_static(b"retry: 2000\ndata: {\"type\":\"hello\"}\n\n");
     let body = futures_util::stream::unfold(
-        (Some(first), rx, stop, keepalive),
-        |(first, mut rx, mut stop, mut keepalive)| async move {
+        (Some(first), rx, stop, keepalive, session),
+        |(first, mut rx, mut stop, mut keepalive, session)| async move {
             if let Some(first) = first {
-                return Some((Ok::<_, std::convert::Infallible>(first), (None, rx, stop, keepalive)));
+                return Some((
+                    Ok::<_, std::convert::Infallible>(first),
+                    (None, rx, stop, keepalive, session),
+                ));
             }
             if *stop.borrow() {
                 return None;
             }
             let bytes = tokio::select! {
                 _ = stop.wait_for(|s| *s) => return None,
-                _ = keepalive.tick() => Bytes::from_static(b": keep-alive\n\n"),
+                _ = keepalive.tick() => {
+                    if let Some((state, id)) = &session
+                        && !state.sessions.is_valid(id, state.now_ms())
+                    {
+                        return None;
+                    }
+                    Bytes::from_static(b": keep-alive\n\n")
+                }
                 event = rx.recv() => match event {
                     Ok(event) => frame(&serde_json::to_string(&event).unwrap_or_default()),
                     Err(RecvError::Lagged(missed)) => {
@@ -53,7 +70,7 @@ pub(super) async fn stream(State(d): State<Dashboard>) -> Response {
                     Err(RecvError::Closed) => return None,
                 },
             };
-            Some((Ok(bytes), (None, rx, stop, keepalive)))
+            Some((Ok(bytes), (None, rx, stop, keepalive, session)))
         },
     );
     let mut response = Body::from_stream(body).into_response();

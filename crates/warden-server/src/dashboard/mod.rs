@@ -24,6 +24,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq as _;
 use warden_broker::Broker;
 
+pub use events::KEEPALIVE;
 pub use session::Sessions;
 
 use crate::api::protocol::{ApiError, Json};

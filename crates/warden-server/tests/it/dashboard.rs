@@ -338,3 +338,28 @@ async fn a_stream_that_falls_behind_is_told_to_resync_and_never_holds_up_publish
     assert_eq!(after["thing"], "after");
     lab.server.shutdown().await;
 }
+
+/// A stream opened with the session cookie ends once that session does (here, sign-out), at its
+/// next keep-alive, so a signed-out tab or a stolen cookie stops receiving the fleet's events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_ends_the_sessions_event_streams() {
+    let lab = lab(Duration::ZERO).await;
+    let cookie = sign_in(&lab).await;
+    let response = open(&lab, "GET", "/warden/events", &[("cookie", &cookie)], "").await;
+    let mut body = response.into_body();
+    let mut buffer = String::new();
+    next_event(&mut body, &mut buffer, |e| e["type"] == "hello").await;
+    let out =
+        call(&lab, "DELETE", "/dashboard/session", &[("cookie", &cookie), ("x-warden-csrf", "1")], "").await;
+    assert_eq!(out.status, 200);
+    // The stream ends (no more frames) within a keep-alive period.
+    let deadline = tokio::time::Instant::now() + warden_server::dashboard::KEEPALIVE + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, body.frame()).await.expect("the stream outlived its session") {
+            None => break,
+            Some(frame) => drop(frame.unwrap()),
+        }
+    }
+    lab.server.shutdown().await;
+}
