@@ -546,8 +546,11 @@ impl Detector {
 
     /// The profiles monitoring `thing`, from the cache or the store.
     async fn monitoring_profiles(&mut self, thing: &str) -> Result<Arc<[String]>, StoreError> {
-        if !self.things_loaded && !self.things.contains_key(thing) {
-            self.load_things().await?;
+        if !self.things_loaded
+            && !self.things.contains_key(thing)
+            && let Err(e) = self.load_things().await
+        {
+            tracing::warn!(error = %e, "cannot read the registry in bulk; reading thing by thing");
         }
         if let Some(info) = self.things.get(thing) {
             return Ok(info.profiles.clone());

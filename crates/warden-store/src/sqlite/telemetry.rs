@@ -374,15 +374,17 @@ pub(crate) fn convert_series_tables(conn: &Connection) -> Result<()> {
     for name in old {
         let Some(day) = name.strip_prefix("datapoints_").and_then(UtcDay::from_compact) else { continue };
         ensure_day_table(conn, day)?;
-        convert_table(conn, &name, day)?;
+        let rows = convert_table(conn, &name, day)?;
         conn.execute_batch(&format!("DROP TABLE {name}"))?;
+        // A large database takes a while: say what is happening.
+        tracing::info!(table = %name, datapoints = rows, "datapoints converted to one row per report");
     }
     Ok(())
 }
 
 /// Copies one old day table into the new one of `day`. Its statements end here, before the old
 /// table is dropped.
-fn convert_table(conn: &Connection, name: &str, day: UtcDay) -> Result<()> {
+fn convert_table(conn: &Connection, name: &str, day: UtcDay) -> Result<u64> {
     let text = |e: rusqlite::types::FromSqlError| StoreError::Database(format!("{name}: {e}"));
     let mut insert =
         conn.prepare(&format!("INSERT INTO {} (thing, ts_ms, points) VALUES (?1, ?2, ?3)", table_name(day)))?;
@@ -393,7 +395,9 @@ fn convert_table(conn: &Connection, name: &str, day: UtcDay) -> Result<()> {
     ))?;
     let mut rows = select.query([])?;
     let mut current: Option<EncodedRow> = None;
+    let mut converted = 0;
     while let Some(row) = rows.next()? {
+        converted += 1;
         let thing = row.get_ref(0)?.as_str().map_err(text)?;
         let ts_ms: i64 = row.get(1)?;
         let metric = row.get_ref(2)?.as_str().map_err(text)?;
@@ -415,5 +419,5 @@ fn convert_table(conn: &Connection, name: &str, day: UtcDay) -> Result<()> {
     if let Some(done) = current {
         insert.execute(params![done.thing, done.timestamp_ms, done.points])?;
     }
-    Ok(())
+    Ok(converted)
 }
