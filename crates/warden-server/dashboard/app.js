@@ -124,17 +124,22 @@ async function api(method, path, body) {
   return data;
 }
 
-/** Every item of a paged list, following nextToken, at most `maxPages` pages. */
-async function allPages(path, key, maxPages = 40) {
+/**
+ * Every item of a paged list, following nextToken, at most `maxPages` pages (`truncated` on the
+ * result says the cap was hit); `onPage` sees each page whole.
+ */
+async function allPages(path, key, maxPages = 40, onPage = () => {}) {
   const items = [];
   let token = null;
   for (let i = 0; i < maxPages; i++) {
     const sep = path.includes('?') ? '&' : '?';
     const page = await api('GET', token ? `${path}${sep}nextToken=${enc(token)}` : path);
+    onPage(page);
     items.push(...(page[key] || []));
     token = page.nextToken;
     if (!token) break;
   }
+  items.truncated = Boolean(token);
   return items;
 }
 
@@ -327,18 +332,12 @@ function fleetView() {
   }
   async function refresh() {
     try {
-      const things = [];
-      let token = null;
-      for (let i = 0; i < 40; i++) {
-        const page = await api('GET', `/warden/fleet?maxResults=250${token ? `&nextToken=${enc(token)}` : ''}`);
-        things.push(...page.things);
+      const things = await allPages('/warden/fleet?maxResults=250', 'things', 40, (page) => {
         quarantineGroups = page.quarantineGroups;
-        token = page.nextToken;
-        if (!token) break;
-      }
+      });
       rows.clear();
       for (const t of things) rows.set(t.thingName, t);
-      status.textContent = token ? 'Showing the first 10,000 things.' : '';
+      status.textContent = things.truncated ? 'Showing the first 10,000 things.' : '';
       render();
     } catch (e) { status.textContent = `Cannot load the fleet: ${e.message}`; }
   }
@@ -534,6 +533,7 @@ function deviceView(thing) {
   const sets = h('div', { class: 'card', id: 'device-sets' });
   const violationsBox = h('div', { id: 'device-violations' });
   const status = h('p', { class: 'status', role: 'status' });
+  const density = h('p', { class: 'status muted', id: 'density', hidden: true });
   const windowSelect = h('select', { id: 'window', 'aria-label': 'Time window' },
     WINDOWS.map(([v, label]) => h('option', { value: v, selected: v === String(windowSeconds) }, label)));
   windowSelect.addEventListener('change', () => { windowSeconds = Number(windowSelect.value); loadMetrics(); });
@@ -543,6 +543,7 @@ function deviceView(thing) {
     h('div', { class: 'cards' }, info, sets),
     h('h2', {}, 'Violations'), violationsBox,
     h('div', { class: 'toolbar' }, h('h2', { style: 'margin:0' }, 'Device-side metrics'), windowSelect),
+    density,
     h('div', { class: 'charts', id: 'device-charts' }, DEVICE_METRICS.map(([m]) => charts.get(m).el)),
     h('h2', {}, 'Cloud-side metrics'),
     h('div', { class: 'charts', id: 'cloud-charts' }, CLOUD_METRICS.map(([m]) => charts.get(m).el)));
@@ -630,21 +631,28 @@ function deviceView(thing) {
     history = events.sort((a, b) => a.violationEventTime - b.violationEventTime);
     renderViolations();
   }
-  async function metricPoints(metric) {
+  /** The metric's points over the last `seconds`, oldest first (`truncated`: more than 10,000). */
+  async function metricPoints(metric, seconds = windowSeconds) {
     const now = Date.now();
-    const list = await allPages(`/metric-values?thingName=${enc(thing)}&metricName=${enc(metric)}&startTime=${iso(now - windowSeconds * 1000)}&endTime=${iso(now + 60000)}&maxResults=250`, 'metricDatumList', 40);
-    return list.map((d) => [d.timestamp, d.value]).sort((a, b) => a[0] - b[0]);
+    const list = await allPages(`/metric-values?thingName=${enc(thing)}&metricName=${enc(metric)}&startTime=${iso(now - seconds * 1000)}&endTime=${iso(now + 60000)}&maxResults=250`, 'metricDatumList', 40);
+    const points = list.map((d) => [d.timestamp, d.value]).sort((a, b) => a[0] - b[0]);
+    points.truncated = list.truncated;
+    return points;
   }
   async function loadMetrics(which = [...DEVICE_METRICS, ...CLOUD_METRICS]) {
-    await Promise.all(which.map(async ([metric]) => {
+    const truncated = await Promise.all(which.map(async ([metric]) => {
       const points = await metricPoints(metric);
       charts.get(metric).setData(points.map(([t, v]) => [t, numeric(v)]).filter((p) => p[1] !== null), windowSeconds);
+      return points.truncated;
     }));
+    density.hidden = !truncated.some(Boolean);
+    density.textContent = 'This window holds more than 10,000 points per metric: the graphs show its oldest 10,000. Choose a shorter window.';
     if (which.length > CLOUD_METRICS.length) await loadSets();
   }
   async function loadSets() {
+    // The last report is recent: an hour at most, however wide the graphs' window.
     const latest = await Promise.all(SET_METRICS.map(async ([metric]) => {
-      const points = await metricPoints(metric);
+      const points = await metricPoints(metric, Math.min(windowSeconds, 3600));
       return points.length ? points[points.length - 1][1] : null;
     }));
     renderSets(latest);

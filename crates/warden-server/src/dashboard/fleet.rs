@@ -16,6 +16,7 @@ use super::Dashboard;
 use crate::api::protocol::{
     ApiError, ApiResult, Name, PageStyle, Paging, Query, check_name, epoch_seconds, reply,
 };
+use crate::mitigation::{ActionParams, Mitigation};
 use crate::state::AppState;
 
 /// The most active violations counted per thing; the fleet shows "250+" beyond.
@@ -29,9 +30,12 @@ async fn quarantine_groups(s: &AppState) -> Result<BTreeSet<String>, StoreError>
     .await?;
     let mut groups = BTreeSet::new();
     for action in &actions {
-        let params: Value = serde_json::from_str(&action.params).unwrap_or_default();
-        let names = params["addThingsToThingGroupParams"]["thingGroupNames"].as_array().cloned();
-        groups.extend(names.unwrap_or_default().iter().filter_map(|n| n.as_str().map(str::to_owned)));
+        // Stored parameters were checked when the action was made; a hand-edited row is skipped.
+        if let Ok((_, Mitigation::AddThingsToThingGroup { thing_groups })) =
+            ActionParams::parse_stored(&action.params)
+        {
+            groups.extend(thing_groups);
+        }
     }
     Ok(groups)
 }
