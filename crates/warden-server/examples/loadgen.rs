@@ -445,19 +445,7 @@ async fn run(flags: &Flags) -> anyhow::Result<()> {
                 let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
                 f64::from(lat[i]) / 1000.0
             };
-            let wall = c1.wall_s - c0.wall_s;
-            let server_cpu = (c1.proc_s - c0.proc_s) / wall * 100.0;
-            let gen_cpu = (c1.self_s - c0.self_s) / wall * 100.0;
-            let busy = (c1.busy_s - c0.busy_s) / wall * 100.0;
-            let threads: BTreeMap<String, f64> = c1
-                .threads
-                .iter()
-                .map(|(name, s)| {
-                    (name.clone(), (s - c0.threads.get(name).copied().unwrap_or(0.0)) / wall * 100.0)
-                })
-                .filter(|(_, pct)| *pct >= 0.5)
-                .map(|(n, p)| (n, (p * 10.0).round() / 10.0))
-                .collect();
+            let CpuShares { server_cpu, gen_cpu, busy, threads } = c1.shares_since(&c0);
             let delta = |name: &str| match (&m0, &m1) {
                 (Some(a), Some(b)) => serde_json::json!(
                     b.get(name).copied().unwrap_or(0.0) - a.get(name).copied().unwrap_or(0.0)
@@ -1181,19 +1169,7 @@ async fn latency(flags: &Flags) -> anyhow::Result<()> {
         let from_ingest = sorted(&|s| s.from_ingest_us as f64);
         let mut replies = std::mem::take(&mut *shared.latencies.lock().expect("latencies"));
         replies.sort_unstable();
-        let wall = c1.wall_s - c0.wall_s;
-        let server_cpu = (c1.proc_s - c0.proc_s) / wall * 100.0;
-        let gen_cpu = (c1.self_s - c0.self_s) / wall * 100.0;
-        let busy = (c1.busy_s - c0.busy_s) / wall * 100.0;
-        let threads: BTreeMap<String, f64> = c1
-            .threads
-            .iter()
-            .map(|(name, s)| {
-                (name.clone(), (s - c0.threads.get(name).copied().unwrap_or(0.0)) / wall * 100.0)
-            })
-            .filter(|(_, pct)| *pct >= 0.5)
-            .map(|(n, p)| (n, (p * 10.0).round() / 10.0))
-            .collect();
+        let CpuShares { server_cpu, gen_cpu, busy, threads } = c1.shares_since(&c0);
         let delta =
             |a: &Option<BTreeMap<String, f64>>, b: &Option<BTreeMap<String, f64>>, name: &str| match (a, b) {
                 (Some(a), Some(b)) => {
@@ -1329,6 +1305,36 @@ struct CpuSnapshot {
     self_s: f64,
     busy_s: f64,
     threads: BTreeMap<String, f64>,
+}
+
+/// CPU used between two snapshots, in % of one core: the server, this process, the whole
+/// machine, and the server's threads by name (those at 0.5 % or more, to 0.1 %).
+struct CpuShares {
+    server_cpu: f64,
+    gen_cpu: f64,
+    busy: f64,
+    threads: BTreeMap<String, f64>,
+}
+
+impl CpuSnapshot {
+    fn shares_since(&self, before: &CpuSnapshot) -> CpuShares {
+        let wall = self.wall_s - before.wall_s;
+        let threads = self
+            .threads
+            .iter()
+            .map(|(name, s)| {
+                (name.clone(), (s - before.threads.get(name).copied().unwrap_or(0.0)) / wall * 100.0)
+            })
+            .filter(|(_, pct)| *pct >= 0.5)
+            .map(|(n, p)| (n, (p * 10.0).round() / 10.0))
+            .collect();
+        CpuShares {
+            server_cpu: (self.proc_s - before.proc_s) / wall * 100.0,
+            gen_cpu: (self.self_s - before.self_s) / wall * 100.0,
+            busy: (self.busy_s - before.busy_s) / wall * 100.0,
+            threads,
+        }
+    }
 }
 
 const TICKS: f64 = 100.0;
