@@ -30,4 +30,4 @@ pub use broker::{Broker, BrokerError};
 pub use config::BrokerConfig;
 pub use events::{BrokerEvent, BrokerStats};
 pub use identity::{Identity, RefusalReason, is_valid_thing_name};
-pub use tls::is_tls_handshake_failure;
+pub use tls::{TLS_FAILURE_LOG_TARGET, is_tls_handshake_failure};

@@ -8,8 +8,8 @@
 //! records with [`is_tls_handshake_failure`]. The text is rmqtt's and may change with its
 //! version, so a test pins it.
 
-/// The `log` target under which rmqtt reports accept errors.
-const TARGET: &str = "rmqtt::server";
+/// The `log` target under which rmqtt reports accept errors (as warnings).
+pub const TLS_FAILURE_LOG_TARGET: &str = "rmqtt::server";
 
 /// The start of rmqtt's message for a failed TLS handshake.
 const PREFIX: &str = "TLS accept error: ";
@@ -17,5 +17,5 @@ const PREFIX: &str = "TLS accept error: ";
 /// Whether a `log` record (its target and formatted message) is rmqtt reporting a failed TLS
 /// handshake on the MQTT listener. Meant for the server's log bridge, to count these failures.
 pub fn is_tls_handshake_failure(target: &str, message: &str) -> bool {
-    target == TARGET && message.starts_with(PREFIX)
+    target == TLS_FAILURE_LOG_TARGET && message.starts_with(PREFIX)
 }

@@ -181,6 +181,21 @@ pub static TLS_HANDSHAKE_FAILURES: std::sync::atomic::AtomicU64 = std::sync::ato
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TlsFailureLayer;
 
+impl TlsFailureLayer {
+    /// The layer with a filter that lets only rmqtt's listener warnings through. Unfiltered, it
+    /// would raise the subscriber's level hint to TRACE, and every `log::debug!` rmqtt makes per
+    /// message would then be bridged into `tracing` only to be dropped by the log filter.
+    pub fn filtered<S>() -> impl tracing_subscriber::Layer<S>
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        use tracing_subscriber::Layer as _;
+        let only = tracing_subscriber::filter::Targets::new()
+            .with_target(warden_broker::TLS_FAILURE_LOG_TARGET, tracing::Level::WARN);
+        TlsFailureLayer.with_filter(only)
+    }
+}
+
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for TlsFailureLayer {
     fn on_event(&self, event: &tracing::Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
         use tracing_log::NormalizeEvent as _;

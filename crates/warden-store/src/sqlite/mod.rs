@@ -117,6 +117,10 @@ impl SqliteStore {
         // Checkpoints are the checkpointer thread's; the writer only steps in if it falls behind.
         conn.pragma_update(None, "wal_autocheckpoint", checkpoint::WRITER_FALLBACK_PAGES)?;
         conn.pragma_update(None, "foreign_keys", true)?;
+        // The writer runs each batch's jobs under savepoints, whose subjournal (the pages as
+        // they were before) spills to a temporary file beyond 64 KiB: a file opened, written
+        // and thrown away per batch. In memory it costs a few MB at most for a full batch.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         migrations::migrate(&mut conn, MIGRATIONS)?;
 
