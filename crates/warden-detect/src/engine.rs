@@ -331,6 +331,19 @@ impl Engine {
         out
     }
 
+    /// The metrics that behaviors without a dimension measure, each once. A device's report
+    /// carries undivided datapoints only, and one of a metric no such behavior measures changes
+    /// nothing in [`Engine::observe`], so the caller may leave it out.
+    pub fn undivided_metrics(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for behavior in self.profiles.values().flat_map(|p| &p.behaviors) {
+            if behavior.dimension.is_none() && !out.contains(&behavior.metric.name()) {
+                out.push(behavior.metric.name());
+            }
+        }
+        out
+    }
+
     /// How many things have evaluation state.
     pub fn thing_count(&self) -> usize {
         self.things.len()

@@ -268,3 +268,20 @@ fn dimensions_select_their_own_series() {
     assert_eq!(got, [("All", 50), ("In", 40), ("NotIn", 10)]);
     assert_eq!(engine.dimensioned_series(), [(m, &telemetry_in), (m, &telemetry_not_in)]);
 }
+
+#[test]
+fn undivided_metrics_are_those_of_behaviors_without_a_dimension() {
+    let mut sent =
+        behavior("Telemetry", "aws:num-messages-sent", criteria("less-than", MetricValue::count(10)));
+    sent.metric_dimension =
+        Some(aws::MetricDimension { dimension_name: "telemetry".into(), operator: Some("IN".into()) });
+    let out = |name: &str, n: u64| {
+        behavior(name, "aws:all-bytes-out", criteria("less-than", MetricValue::count(n)))
+    };
+    let mut engine = Engine::default();
+    assert!(engine.undivided_metrics().is_empty());
+    engine.put_profile(profile_of("A", vec![sent, out("Out", 35_000)]).unwrap(), 0);
+    engine.put_profile(profile_of("B", vec![out("OutToo", 1_000)]).unwrap(), 0);
+    // Each metric once; the dimensioned behavior's metric is not one of a report's series.
+    assert_eq!(engine.undivided_metrics(), ["aws:all-bytes-out"]);
+}
