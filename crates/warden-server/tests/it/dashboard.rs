@@ -159,26 +159,45 @@ async fn the_session_cookie_authenticates_the_api_and_changes_need_the_csrf_head
     lab.server.shutdown().await;
 }
 
-/// Reads the event stream until an event of `kind` for which `f` holds.
-async fn next_event(body: &mut Incoming, buffer: &mut String, f: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        while let Some(end) = buffer.find("\n\n") {
-            let message: String = buffer.drain(..end + 2).collect();
-            for line in message.lines() {
-                if let Some(data) = line.strip_prefix("data: ") {
-                    let event: Value = serde_json::from_str(data).unwrap();
-                    if f(&event) {
-                        return event;
+/// An open `/warden/events` stream of a signed-in session, read past its `hello`.
+struct EventStream {
+    body: Incoming,
+    /// Received text not yet split into events.
+    buffer: String,
+}
+
+impl EventStream {
+    async fn open(lab: &Lab, cookie: &str) -> EventStream {
+        let response = open(lab, "GET", "/warden/events", &[("cookie", cookie)], "").await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let mut stream = EventStream { body: response.into_body(), buffer: String::new() };
+        stream.next(|e| e["type"] == "hello").await;
+        stream
+    }
+
+    /// Reads on until an event for which `f` holds.
+    async fn next(&mut self, f: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let message: String = self.buffer.drain(..end + 2).collect();
+                for line in message.lines() {
+                    if let Some(data) = line.strip_prefix("data: ") {
+                        let event: Value = serde_json::from_str(data).unwrap();
+                        if f(&event) {
+                            return event;
+                        }
                     }
                 }
             }
-        }
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let frame = tokio::time::timeout(left, body.frame()).await.expect("timed out waiting for an event");
-        let frame = frame.expect("the stream ended").unwrap();
-        if let Ok(data) = frame.into_data() {
-            buffer.push_str(std::str::from_utf8(&data).unwrap());
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let frame =
+                tokio::time::timeout(left, self.body.frame()).await.expect("timed out waiting for an event");
+            let frame = frame.expect("the stream ended").unwrap();
+            if let Ok(data) = frame.into_data() {
+                self.buffer.push_str(std::str::from_utf8(&data).unwrap());
+            }
         }
     }
 }
@@ -193,17 +212,12 @@ async fn the_event_stream_carries_sessions_reports_and_memberships_and_the_fleet
     // The stream needs credentials like any API call.
     let refused = call(&lab, "GET", "/warden/events", &[], "").await;
     assert_eq!(refused.error(), (401, "MissingAuthenticationTokenException"));
-    let response = open(&lab, "GET", "/warden/events", &[("cookie", &cookie)], "").await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let mut body = response.into_body();
-    let mut buffer = String::new();
-    next_event(&mut body, &mut buffer, |e| e["type"] == "hello").await;
+    let mut events = EventStream::open(&lab, &cookie).await;
 
     // A device connects and reports over MQTT/TLS.
     let mut client = lab.client(&device, "dev-1");
     client.connect().await.unwrap();
-    let session = next_event(&mut body, &mut buffer, |e| e["type"] == "session").await;
+    let session = events.next(|e| e["type"] == "session").await;
     assert_eq!(session, json!({ "type": "session", "thing": "dev-1", "connected": true }));
     client.subscribe("$aws/things/dev-1/defender/metrics/+/+").await;
     let report = json!({
@@ -215,7 +229,7 @@ async fn the_event_stream_carries_sessions_reports_and_memberships_and_the_fleet
     });
     let reply = client.report("dev-1", Format::Json, report.to_string().as_bytes()).await;
     assert_eq!(reply.status, ReplyStatus::Accepted);
-    let event = next_event(&mut body, &mut buffer, |e| e["type"] == "report").await;
+    let event = events.next(|e| e["type"] == "report").await;
     assert_eq!(event["thing"], "dev-1");
     assert!(event["timestamp"].as_f64().unwrap() > 1.7e9, "{event}");
     assert_eq!(event["metrics"]["aws:all-bytes-out"], json!({ "count": 4200 }));
@@ -239,7 +253,7 @@ async fn the_event_stream_carries_sessions_reports_and_memberships_and_the_fleet
         Some(json!({ "thingGroupName": "Quarantine", "thingName": "dev-1" })),
     )
     .await;
-    let groups = next_event(&mut body, &mut buffer, |e| e["type"] == "groups").await;
+    let groups = events.next(|e| e["type"] == "groups").await;
     assert_eq!(groups, json!({ "type": "groups", "thing": "dev-1" }));
 
     // The fleet: one row per thing, with what the stream told.
@@ -293,13 +307,13 @@ async fn the_event_stream_carries_sessions_reports_and_memberships_and_the_fleet
 
     // Disconnecting is an event too.
     drop(client);
-    let session = next_event(&mut body, &mut buffer, |e| e["type"] == "session").await;
+    let session = events.next(|e| e["type"] == "session").await;
     assert_eq!(session, json!({ "type": "session", "thing": "dev-1", "connected": false }));
 
     // Shutdown ends the stream (HTTP would otherwise wait for it forever).
     let shutdown = tokio::spawn(lab.server.shutdown());
     tokio::time::timeout(WAIT, async {
-        while let Some(frame) = body.frame().await {
+        while let Some(frame) = events.body.frame().await {
             if frame.is_err() {
                 break;
             }
@@ -314,10 +328,7 @@ async fn the_event_stream_carries_sessions_reports_and_memberships_and_the_fleet
 async fn a_stream_that_falls_behind_is_told_to_resync_and_never_holds_up_publishers() {
     let lab = lab(Duration::ZERO).await;
     let cookie = sign_in(&lab).await;
-    let response = open(&lab, "GET", "/warden/events", &[("cookie", &cookie)], "").await;
-    let mut body = response.into_body();
-    let mut buffer = String::new();
-    next_event(&mut body, &mut buffer, |e| e["type"] == "hello").await;
+    let mut events = EventStream::open(&lab, &cookie).await;
 
     // A reader that reads nothing while far more than the bus holds is published: 20,000
     // events of 2 KB, more than the socket buffers take. Publishing never waits for it.
@@ -332,9 +343,9 @@ async fn a_stream_that_falls_behind_is_told_to_resync_and_never_holds_up_publish
         });
     }
     // It is told it missed some, and then sees new events again.
-    next_event(&mut body, &mut buffer, |e| e["type"] == "resync").await;
+    events.next(|e| e["type"] == "resync").await;
     lab.server.state.emit(LiveEvent::Groups { thing: Some("after".into()) });
-    let after = next_event(&mut body, &mut buffer, |e| e["type"] == "groups").await;
+    let after = events.next(|e| e["type"] == "groups").await;
     assert_eq!(after["thing"], "after");
     lab.server.shutdown().await;
 }
@@ -345,10 +356,7 @@ async fn a_stream_that_falls_behind_is_told_to_resync_and_never_holds_up_publish
 async fn signing_out_ends_the_sessions_event_streams() {
     let lab = lab(Duration::ZERO).await;
     let cookie = sign_in(&lab).await;
-    let response = open(&lab, "GET", "/warden/events", &[("cookie", &cookie)], "").await;
-    let mut body = response.into_body();
-    let mut buffer = String::new();
-    next_event(&mut body, &mut buffer, |e| e["type"] == "hello").await;
+    let mut events = EventStream::open(&lab, &cookie).await;
     let out =
         call(&lab, "DELETE", "/dashboard/session", &[("cookie", &cookie), ("x-warden-csrf", "1")], "").await;
     assert_eq!(out.status, 200);
@@ -356,7 +364,8 @@ async fn signing_out_ends_the_sessions_event_streams() {
     let deadline = tokio::time::Instant::now() + warden_server::dashboard::KEEPALIVE + WAIT;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match tokio::time::timeout(left, body.frame()).await.expect("the stream outlived its session") {
+        match tokio::time::timeout(left, events.body.frame()).await.expect("the stream outlived its session")
+        {
             None => break,
             Some(frame) => drop(frame.unwrap()),
         }
