@@ -105,8 +105,12 @@ class ApiError extends Error {
   }
 }
 
+// The session's requests: aborted at sign-out, so none reaches the server after its session ended.
+let sessionRequests = new AbortController();
+
 async function api(method, path, body) {
   const init = { method, credentials: 'same-origin', headers: { 'x-warden-csrf': '1' } };
+  if (!path.startsWith('/dashboard/session')) init.signal = sessionRequests.signal;
   if (body !== undefined) {
     init.headers['content-type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -167,6 +171,8 @@ let current = null; // the view shown: { onEvent(ev), refresh(), dispose() }
 let events = null;
 
 function signedOut() {
+  sessionRequests.abort();
+  sessionRequests = new AbortController();
   if (events) { events.close(); events = null; }
   if (current && current.dispose) current.dispose();
   current = null;
@@ -372,7 +378,7 @@ function fleetView() {
     else if (ev.type === 'violation' || ev.type === 'groups') refetchSoon(ev.thing ?? null);
   }
   const ticker = setInterval(render, 5000); // relative times ("12 s ago") only, no fetch
-  return { el, refresh, onEvent, dispose: () => clearInterval(ticker), quarantineGroups: () => quarantineGroups };
+  return { el, refresh, onEvent, dispose: () => { clearInterval(ticker); clearTimeout(staleTimer); }, quarantineGroups: () => quarantineGroups };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -722,7 +728,12 @@ function deviceView(thing) {
       overviewTimer = setTimeout(() => loadOverview().catch(() => {}), 150);
     }
   }
-  return { el, refresh, onEvent, dispose: () => { for (const c of charts.values()) c.dispose(); } };
+  const dispose = () => {
+    clearTimeout(reloadTimer);
+    clearTimeout(overviewTimer);
+    for (const c of charts.values()) c.dispose();
+  };
+  return { el, refresh, onEvent, dispose };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -792,7 +803,7 @@ function violationsView() {
   function onEvent(ev) {
     if (ev.type === 'violation') { clearTimeout(timer); timer = setTimeout(refresh, 200); }
   }
-  return { el, refresh, onEvent };
+  return { el, refresh, onEvent, dispose: () => clearTimeout(timer) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -864,7 +875,9 @@ async function start() {
     }
   });
   $('#sign-out').addEventListener('click', async () => {
-    try { await api('DELETE', '/dashboard/session'); } finally { signedOut(); }
+    // The live view stops first: an event arriving meanwhile would fetch with the ending session.
+    signedOut();
+    try { await api('DELETE', '/dashboard/session'); } catch { /* the server is gone: so is the session */ }
   });
   window.addEventListener('hashchange', () => { if (!$('#nav').hidden) route(); });
 
