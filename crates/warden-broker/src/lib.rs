@@ -23,6 +23,7 @@ mod events;
 mod hooks;
 mod identity;
 pub mod policy;
+mod router;
 mod tls;
 
 pub use access::AccessControl;

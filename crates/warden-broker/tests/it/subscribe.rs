@@ -146,3 +146,54 @@ async fn revoking_receive_stops_delivery_on_an_existing_subscription() {
     assert!(!late.iter().any(|p| matches!(p, Packet::Publish(_))), "{late:?}");
     assert_eq!(t.broker.stats().receive_denied, 1);
 }
+
+/// Exact and wildcard subscriptions side by side: the router answers exact topics from its
+/// table while no wildcard filter is subscribed, and walks rmqtt's topic trie while one is.
+/// Either way every subscriber gets its copy, and an unsubscribed filter gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exact_and_wildcard_subscribers_each_get_their_copy() {
+    let t = TestBroker::start(TestAcl::new()).await;
+    let cert = t.pki.client("thing-1", KeyKind::EcdsaP256);
+    let topic = own("thing-1", "commands");
+    let mut exact = Device3::connected(t.v3("thing-1", &cert)).await;
+    let mut wildcard = Device3::connected(t.v3("thing-1/app", &cert)).await;
+    exact.client.subscribe(topic.as_str(), QoS::AtLeastOnce).await.unwrap();
+    exact.wait_packet("SUBACK", |p| matches!(p, Packet::SubAck(_)).then_some(())).await;
+    // MQTT 3.1.1 lets overlapping filters each deliver a copy, so waits look for a payload.
+    let got = |want: &'static [u8]| {
+        move |p: &Packet| matches!(p, Packet::Publish(p) if p.payload == want).then_some(())
+    };
+
+    // Exact only: the table answers.
+    t.broker.publish(&topic, Bytes::from_static(b"1"), 1).await.unwrap();
+    exact.wait_packet("PUBLISH 1", got(b"1")).await;
+
+    // A wildcard filter joins: both get the next message, once each.
+    for filter in [own("thing-1", "+"), own("thing-1", "#")] {
+        wildcard.client.subscribe(filter.as_str(), QoS::AtLeastOnce).await.unwrap();
+        wildcard.wait_packet("SUBACK", |p| matches!(p, Packet::SubAck(_)).then_some(())).await;
+    }
+    t.broker.publish(&topic, Bytes::from_static(b"2"), 1).await.unwrap();
+    exact.wait_packet("PUBLISH 2", got(b"2")).await;
+    wildcard.wait_packet("PUBLISH 2", got(b"2")).await;
+    // A topic only the wildcard matches, published by a device.
+    let other = own("thing-1", "telemetry");
+    exact.client.publish(other.as_str(), QoS::AtLeastOnce, false, "3").await.unwrap();
+    wildcard.wait_packet("PUBLISH 3", got(b"3")).await;
+
+    // One wildcard filter left: still routed through the trie.
+    wildcard.client.unsubscribe(own("thing-1", "+")).await.unwrap();
+    wildcard.wait_packet("UNSUBACK", |p| matches!(p, Packet::UnsubAck(_)).then_some(())).await;
+    t.broker.publish(&other, Bytes::from_static(b"4"), 1).await.unwrap();
+    wildcard.wait_packet("PUBLISH 4", got(b"4")).await;
+
+    // No wildcard left: back to the table, and the unsubscribed session gets nothing.
+    wildcard.client.unsubscribe(own("thing-1", "#")).await.unwrap();
+    wildcard.wait_packet("UNSUBACK", |p| matches!(p, Packet::UnsubAck(_)).then_some(())).await;
+    t.broker.publish(&topic, Bytes::from_static(b"5"), 1).await.unwrap();
+    exact.wait_packet("PUBLISH 5", got(b"5")).await;
+    let late = wildcard.incoming_within(Duration::from_millis(300)).await;
+    assert!(!late.iter().any(|p| matches!(p, Packet::Publish(_))), "{late:?}");
+    let late = exact.incoming_within(Duration::from_millis(300)).await;
+    assert!(!late.iter().any(|p| matches!(p, Packet::Publish(_))), "a copy too many: {late:?}");
+}
