@@ -1,11 +1,11 @@
 //! The four encodings: JSON or CBOR, with long or short key names.
 
 use crate::decode::report_from_value;
+use crate::document::Document;
 use crate::encode::report_to_value;
 use crate::error::Rejection;
 use crate::model::MetricReport;
-use crate::value::{Seed, Value};
-use serde::de::DeserializeSeed;
+use crate::value::Value;
 
 /// Payload encoding, chosen by the topic suffix (`/json` or `/cbor`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,7 +79,8 @@ pub fn decode_report(bytes: &[u8], format: Format, limits: &Limits) -> Result<Me
         return Err(Rejection::invalid_payload(&[why], None));
     }
     let doc = parse(bytes, format).map_err(|why| Rejection::invalid_payload(&[why], None))?;
-    report_from_value(&doc).map_err(|(problems, report_id)| Rejection::invalid_payload(&problems, report_id))
+    report_from_value(doc.root())
+        .map_err(|(problems, report_id)| Rejection::invalid_payload(&problems, report_id))
 }
 
 /// Encodes a report. JSON is compact (no spaces); CBOR uses definite lengths and text keys.
@@ -91,17 +92,19 @@ pub fn encode_report(report: &MetricReport, format: Format, names: Names) -> Vec
     serialize(&doc, format)
 }
 
-pub(crate) fn parse(bytes: &[u8], format: Format) -> Result<Value, String> {
+pub(crate) fn parse(bytes: &[u8], format: Format) -> Result<Document<'_>, String> {
     match format {
         Format::Json => {
             let mut de = serde_json::Deserializer::from_slice(bytes);
-            let doc = Seed { depth: 0 }.deserialize(&mut de).map_err(|e| format!("not valid JSON: {e}"))?;
+            let doc =
+                Document::deserialize(&mut de, bytes.len()).map_err(|e| format!("not valid JSON: {e}"))?;
             de.end().map_err(|e| format!("not valid JSON: {e}"))?;
             Ok(doc)
         }
         Format::Cbor => {
             let mut de = minicbor_serde::Deserializer::new(bytes);
-            let doc = Seed { depth: 0 }.deserialize(&mut de).map_err(|e| format!("not valid CBOR: {e}"))?;
+            let doc =
+                Document::deserialize(&mut de, bytes.len()).map_err(|e| format!("not valid CBOR: {e}"))?;
             // A CBOR item is self-delimiting, so the deserialiser stops at its end; anything
             // after it is a second item or garbage, and accepting it would hide a broken encoder.
             match bytes.len() - de.decoder().position() {
@@ -114,7 +117,7 @@ pub(crate) fn parse(bytes: &[u8], format: Format) -> Result<Value, String> {
     }
 }
 
-pub(crate) fn serialize(doc: &Value, format: Format) -> Vec<u8> {
+pub(crate) fn serialize(doc: &Value<'_>, format: Format) -> Vec<u8> {
     // Neither serialiser can fail on a tree of maps with string keys written to a Vec.
     match format {
         Format::Json => serde_json::to_vec(doc).expect("JSON encoding of a document tree"),

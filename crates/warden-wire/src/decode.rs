@@ -1,4 +1,4 @@
-//! Validation: from a decoded document tree to a [`MetricReport`], or the list of problems.
+//! Validation: from a decoded document to a [`MetricReport`], or the list of problems.
 //!
 //! Every rule of spec §1 is checked here, for both encodings and both naming schemes at once.
 //! Each problem names the offending field by the path of keys the device sent
@@ -11,10 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
+use crate::document::{Item, Node};
 use crate::keys::{self, Key};
 use crate::model::*;
 use crate::topic::is_valid_metric_name;
-use crate::value::Value;
 
 /// Reporting more than this many problems helps nobody and bounds the reply size.
 const MAX_PROBLEMS: usize = 10;
@@ -93,22 +93,25 @@ impl Problems {
 }
 
 /// Result of validation: the report, or the problems and the report id if it was readable.
-pub(crate) fn report_from_value(doc: &Value) -> Result<MetricReport, (Vec<String>, Option<u64>)> {
+pub(crate) fn report_from_value(doc: Node) -> Result<MetricReport, (Vec<String>, Option<u64>)> {
     let mut p = Problems::default();
     let root = Path::Root;
-    let Some(top) = object(doc, &root, &mut p) else {
+    let Some([header, metrics, custom_metrics]) =
+        fields(doc, [&keys::HEADER, &keys::METRICS, &keys::CUSTOM_METRICS], &root, &mut p)
+    else {
         return Err((p.into_list(), None));
     };
+    // Only an absent block is reported below; a block that is present but invalid has its own
+    // problem already.
+    let has_a_block = metrics.is_present() || custom_metrics.is_present();
 
-    let (report_id, version) = match top.required_any(HEADER_NAMES, &root, &mut p) {
-        Some((name, v)) => header(v, &Path::Key(&root, name), &mut p),
+    let (report_id, version) = match header.required(&root, &mut p) {
+        Some((name, v)) => self::header(v, &Path::Key(&root, name), &mut p),
         None => (None, None),
     };
-    let metrics = top.read(keys::METRICS, &root, &mut p, metrics);
-    let custom_metrics = top.read(keys::CUSTOM_METRICS, &root, &mut p, custom_metrics);
-    // Only an absent block is reported here; a block that is present but invalid has its own
-    // problem already.
-    if !top.has(keys::METRICS) && !top.has(keys::CUSTOM_METRICS) {
+    let metrics = metrics.read(&root, &mut p, self::metrics);
+    let custom_metrics = custom_metrics.read(&root, &mut p, self::custom_metrics);
+    if !has_a_block {
         p.add(&root, "needs \"metrics\" (\"met\"), \"custom_metrics\" (\"cmet\") or both");
     }
 
@@ -122,93 +125,102 @@ pub(crate) fn report_from_value(doc: &Value) -> Result<MetricReport, (Vec<String
     }
 }
 
-/// The header's names: long, short, and the official C agent's `h` (spec §1.3 quirk).
-const HEADER_NAMES: &[&str] = &[keys::HEADER.long, keys::HEADER.short, keys::HEADER_C_AGENT_ALIAS];
-
-/// A map being read: lookups by long or short name, with duplicates detected.
-struct Object<'v> {
-    entries: &'v [(String, Value)],
+/// The fields `keys` of the map `v`, found in one pass over its entries: a pass per field made
+/// comparing keys the largest cost of validation.
+fn fields<'v, const N: usize>(
+    v: Node<'v>,
+    keys: [&'static Key; N],
+    path: &Path,
+    p: &mut Problems,
+) -> Option<[Field<'v>; N]> {
+    if !matches!(v.item(), Item::Map { .. }) {
+        p.add(path, format_args!("must be a map, found {}", v.item().kind()));
+        return None;
+    }
+    let mut fields = keys.map(|key| Field { key, found: Found::Absent });
+    for (name, value) in v.entries() {
+        if value.is_null() {
+            continue;
+        }
+        let Some(field) = fields.iter_mut().find(|f| f.key.matches(name)) else {
+            continue;
+        };
+        field.found = match field.found {
+            Found::Absent => Found::Once(name, value),
+            Found::Once(first, _) => Found::Twice(first, name),
+            twice @ Found::Twice(..) => twice,
+        };
+    }
+    Some(fields)
 }
 
-fn object<'v>(v: &'v Value, path: &Path, p: &mut Problems) -> Option<Object<'v>> {
-    match v {
-        Value::Map(entries) => Some(Object { entries }),
-        other => {
-            p.add(path, format_args!("must be a map, found {}", other.kind()));
-            None
-        }
-    }
+/// One field of a map, under any of its names; `null` counts as absent. A field given twice is
+/// reported when it is read, so that problems come in the order the report is read.
+#[derive(Clone, Copy)]
+struct Field<'v> {
+    key: &'static Key,
+    found: Found<'v>,
 }
 
-impl<'v> Object<'v> {
-    /// The field under any of `names` (the name as sent comes back for the path). Giving a
-    /// field twice, under one name or two, is ambiguous and refused.
-    fn find(&self, names: &[&str], path: &Path, p: &mut Problems) -> Option<(&'v str, &'v Value)> {
-        let mut found = self.entries.iter().filter(|(k, v)| names.contains(&k.as_str()) && *v != Value::Null);
-        let first = found.next()?;
-        if let Some(second) = found.next() {
-            p.add(
-                &Path::Key(path, &first.0),
-                format_args!("given twice (as {:?} and {:?})", first.0, second.0),
-            );
-            return None;
+#[derive(Clone, Copy)]
+enum Found<'v> {
+    Absent,
+    /// The name as sent, for the path, and the value.
+    Once(&'v str, Node<'v>),
+    /// The first two names it was sent under.
+    Twice(&'v str, &'v str),
+}
+
+impl<'v> Field<'v> {
+    fn is_present(&self) -> bool {
+        !matches!(self.found, Found::Absent)
+    }
+
+    /// The name as sent and the value, if given once. `path` is the map's.
+    fn get(self, path: &Path, p: &mut Problems) -> Option<(&'v str, Node<'v>)> {
+        match self.found {
+            Found::Absent => None,
+            Found::Once(name, v) => Some((name, v)),
+            Found::Twice(first, second) => {
+                p.add(&Path::Key(path, first), format_args!("given twice (as {first:?} and {second:?})"));
+                None
+            }
         }
-        Some((first.0.as_str(), &first.1))
     }
 
-    /// The field under its long or short name.
-    fn field(&self, key: Key, path: &Path, p: &mut Problems) -> Option<(&'v str, &'v Value)> {
-        self.find(&[key.long, key.short], path, p)
-    }
-
-    /// Like [`Object::find`], adding a problem when the field is absent. `names[0]` and
-    /// `names[1]` are the long and short names shown in the message.
-    fn required_any(&self, names: &[&str], path: &Path, p: &mut Problems) -> Option<(&'v str, &'v Value)> {
-        let found = self.find(names, path, p);
-        if found.is_none() && !self.has_any(names) {
-            p.add(path, format_args!("missing {:?} ({:?})", names[0], names[1]));
+    /// Like [`Field::get`], adding a problem when the field is absent.
+    fn required(self, path: &Path, p: &mut Problems) -> Option<(&'v str, Node<'v>)> {
+        if !self.is_present() {
+            p.add(path, format_args!("missing {:?} ({:?})", self.key.long, self.key.short));
         }
-        found
-    }
-
-    fn required(&self, key: Key, path: &Path, p: &mut Problems) -> Option<(&'v str, &'v Value)> {
-        self.required_any(&[key.long, key.short], path, p)
-    }
-
-    fn has_any(&self, names: &[&str]) -> bool {
-        self.entries.iter().any(|(k, v)| names.contains(&k.as_str()) && *v != Value::Null)
-    }
-
-    fn has(&self, key: Key) -> bool {
-        self.has_any(&[key.long, key.short])
+        self.get(path, p)
     }
 
     /// Reads an optional field with `read`, giving it its own path.
     fn read<T>(
-        &self,
-        key: Key,
+        self,
         path: &Path,
         p: &mut Problems,
-        read: impl FnOnce(&'v Value, &Path, &mut Problems) -> Option<T>,
+        read: impl FnOnce(Node<'v>, &Path, &mut Problems) -> Option<T>,
     ) -> Option<T> {
-        let (name, v) = self.field(key, path, p)?;
+        let (name, v) = self.get(path, p)?;
         read(v, &Path::Key(path, name), p)
     }
 }
 
 /// The report id and version; each is `None` if missing or invalid (a problem is added).
-fn header(v: &Value, path: &Path, p: &mut Problems) -> (Option<u64>, Option<String>) {
-    let Some(obj) = object(v, path, p) else {
+fn header(v: Node, path: &Path, p: &mut Problems) -> (Option<u64>, Option<String>) {
+    let Some([report_id, version]) = fields(v, [&keys::REPORT_ID, &keys::VERSION], path, p) else {
         return (None, None);
     };
-    let report_id = obj
-        .required(keys::REPORT_ID, path, p)
+    let report_id = report_id
+        .required(path, p)
         .and_then(|(name, v)| unsigned(v, &Path::Key(path, name), p, 1, "a positive integer"));
-    let version = obj.required(keys::VERSION, path, p).and_then(|(name, v)| {
+    let version = version.required(path, p).and_then(|(name, v)| {
         let path = Path::Key(path, name);
-        match v {
-            Value::Text(s) if is_supported_version(s) => Some(s.clone()),
-            Value::Text(s) => {
+        match v.item() {
+            Item::Text(s) if is_supported_version(s) => Some(String::from(&**s)),
+            Item::Text(s) => {
                 p.add(&path, format_args!("unsupported version {}, expected \"1.0\"", echo(s, true)));
                 None
             }
@@ -226,56 +238,66 @@ fn is_supported_version(s: &str) -> bool {
     s.strip_prefix("1.").is_some_and(|minor| !minor.is_empty() && minor.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn metrics(v: &Value, path: &Path, p: &mut Problems) -> Option<Metrics> {
-    let obj = object(v, path, p)?;
+fn metrics(v: Node, path: &Path, p: &mut Problems) -> Option<Metrics> {
+    let [tcp_ports, udp_ports, network_stats, tcp_connections] = fields(
+        v,
+        [
+            &keys::LISTENING_TCP_PORTS,
+            &keys::LISTENING_UDP_PORTS,
+            &keys::NETWORK_STATS,
+            &keys::TCP_CONNECTIONS,
+        ],
+        path,
+        p,
+    )?;
     Some(Metrics {
-        listening_tcp_ports: obj.read(keys::LISTENING_TCP_PORTS, path, p, listening_ports),
-        listening_udp_ports: obj.read(keys::LISTENING_UDP_PORTS, path, p, listening_ports),
-        network_stats: obj.read(keys::NETWORK_STATS, path, p, network_stats),
-        tcp_connections: obj.read(keys::TCP_CONNECTIONS, path, p, tcp_connections),
+        listening_tcp_ports: tcp_ports.read(path, p, listening_ports),
+        listening_udp_ports: udp_ports.read(path, p, listening_ports),
+        network_stats: network_stats.read(path, p, self::network_stats),
+        tcp_connections: tcp_connections.read(path, p, self::tcp_connections),
     })
 }
 
-fn listening_ports(v: &Value, path: &Path, p: &mut Problems) -> Option<ListeningPorts> {
-    let obj = object(v, path, p)?;
-    let ports = obj.read(keys::PORTS, path, p, |v, path, p| {
+fn listening_ports(v: Node, path: &Path, p: &mut Problems) -> Option<ListeningPorts> {
+    let [ports, total] = fields(v, [&keys::PORTS, &keys::TOTAL], path, p)?;
+    let ports = ports.read(path, p, |v, path, p| {
         list(v, path, p, |v, path, p| {
-            let obj = object(v, path, p)?;
-            let port =
-                obj.required(keys::PORT, path, p).and_then(|(name, v)| port(v, &Path::Key(path, name), p));
-            let interface = obj.read(keys::INTERFACE, path, p, text);
+            let [port, interface] = fields(v, [&keys::PORT, &keys::INTERFACE], path, p)?;
+            let port = port.required(path, p).and_then(|(name, v)| self::port(v, &Path::Key(path, name), p));
+            let interface = interface.read(path, p, text);
             Some(ListeningPort { port: port?, interface })
         })
     });
-    let total = total(&obj, ports.as_ref().map(Vec::len), path, p);
+    let total = self::total(total, ports.as_ref().map(Vec::len), path, p);
     Some(ListeningPorts { ports, total })
 }
 
-fn network_stats(v: &Value, path: &Path, p: &mut Problems) -> Option<NetworkStats> {
-    let obj = object(v, path, p)?;
+fn network_stats(v: Node, path: &Path, p: &mut Problems) -> Option<NetworkStats> {
+    let [bytes_in, bytes_out, packets_in, packets_out] =
+        fields(v, [&keys::BYTES_IN, &keys::BYTES_OUT, &keys::PACKETS_IN, &keys::PACKETS_OUT], path, p)?;
     Some(NetworkStats {
-        bytes_in: obj.read(keys::BYTES_IN, path, p, count),
-        bytes_out: obj.read(keys::BYTES_OUT, path, p, count),
-        packets_in: obj.read(keys::PACKETS_IN, path, p, count),
-        packets_out: obj.read(keys::PACKETS_OUT, path, p, count),
+        bytes_in: bytes_in.read(path, p, count),
+        bytes_out: bytes_out.read(path, p, count),
+        packets_in: packets_in.read(path, p, count),
+        packets_out: packets_out.read(path, p, count),
     })
 }
 
-fn tcp_connections(v: &Value, path: &Path, p: &mut Problems) -> Option<TcpConnections> {
-    let obj = object(v, path, p)?;
-    let established_connections = obj.read(keys::ESTABLISHED_CONNECTIONS, path, p, established_connections);
-    Some(TcpConnections { established_connections })
+fn tcp_connections(v: Node, path: &Path, p: &mut Problems) -> Option<TcpConnections> {
+    let [established] = fields(v, [&keys::ESTABLISHED_CONNECTIONS], path, p)?;
+    Some(TcpConnections { established_connections: established.read(path, p, established_connections) })
 }
 
-fn established_connections(v: &Value, path: &Path, p: &mut Problems) -> Option<EstablishedConnections> {
-    let obj = object(v, path, p)?;
-    let connections = obj.read(keys::CONNECTIONS, path, p, |v, path, p| {
+fn established_connections(v: Node, path: &Path, p: &mut Problems) -> Option<EstablishedConnections> {
+    let [connections, total] = fields(v, [&keys::CONNECTIONS, &keys::TOTAL], path, p)?;
+    let connections = connections.read(path, p, |v, path, p| {
         list(v, path, p, |v, path, p| {
-            let obj = object(v, path, p)?;
-            let remote_addr = obj.required(keys::REMOTE_ADDR, path, p).and_then(|(name, v)| {
+            let [remote_addr, local_port, local_interface] =
+                fields(v, [&keys::REMOTE_ADDR, &keys::LOCAL_PORT, &keys::LOCAL_INTERFACE], path, p)?;
+            let remote_addr = remote_addr.required(path, p).and_then(|(name, v)| {
                 let path = Path::Key(path, name);
-                match v {
-                    Value::Text(s) => match parse_remote_addr(s) {
+                match v.item() {
+                    Item::Text(s) => match parse_remote_addr(s) {
                         Ok(addr) => Some(addr),
                         Err(why) => {
                             p.add(&path, format_args!("{} {why}", echo(s, true)));
@@ -288,19 +310,19 @@ fn established_connections(v: &Value, path: &Path, p: &mut Problems) -> Option<E
                     }
                 }
             });
-            let local_port = obj.read(keys::LOCAL_PORT, path, p, port);
-            let local_interface = obj.read(keys::LOCAL_INTERFACE, path, p, text);
+            let local_port = local_port.read(path, p, port);
+            let local_interface = local_interface.read(path, p, text);
             Some(Connection { remote_addr: remote_addr?, local_port, local_interface })
         })
     });
-    let total = total(&obj, connections.as_ref().map(Vec::len), path, p);
+    let total = self::total(total, connections.as_ref().map(Vec::len), path, p);
     Some(EstablishedConnections { connections, total })
 }
 
 /// Reads `total`. It counts every entry while lists may be capped (the Python agent sends at
 /// most 50), so it can exceed the list length but never fall short of it.
-fn total(obj: &Object, listed: Option<usize>, path: &Path, p: &mut Problems) -> Option<u64> {
-    obj.read(keys::TOTAL, path, p, |v, path, p| {
+fn total(total: Field, listed: Option<usize>, path: &Path, p: &mut Problems) -> Option<u64> {
+    total.read(path, p, |v, path, p| {
         let total = count(v, path, p)?;
         match listed {
             Some(listed) if total < listed as u64 => {
@@ -312,20 +334,22 @@ fn total(obj: &Object, listed: Option<usize>, path: &Path, p: &mut Problems) -> 
     })
 }
 
-fn custom_metrics(v: &Value, path: &Path, p: &mut Problems) -> Option<BTreeMap<String, CustomMetricValue>> {
-    let Value::Map(entries) = v else {
-        p.add(path, format_args!("must be a map of metric name to value, found {}", v.kind()));
+fn custom_metrics(v: Node, path: &Path, p: &mut Problems) -> Option<BTreeMap<String, CustomMetricValue>> {
+    if !matches!(v.item(), Item::Map { .. }) {
+        p.add(path, format_args!("must be a map of metric name to value, found {}", v.item().kind()));
         return None;
-    };
+    }
     let mut out = BTreeMap::new();
-    let mut seen = BTreeSet::new();
-    for (name, v) in entries {
+    // Names seen whose value was refused; accepted ones are in `out`. Together they detect a
+    // name given twice, without a second set on the path of a valid report.
+    let mut refused = BTreeSet::new();
+    for (name, v) in v.entries() {
         // `null` counts as absent here too: the metric was not measured this time.
-        if *v == Value::Null {
+        if v.is_null() {
             continue;
         }
         let path = Path::Key(path, name);
-        if !seen.insert(name.as_str()) {
+        if out.contains_key(name) || refused.contains(name) {
             p.add(&path, "given twice");
             continue;
         }
@@ -334,10 +358,16 @@ fn custom_metrics(v: &Value, path: &Path, p: &mut Problems) -> Option<BTreeMap<S
                 &path,
                 "metric name must be 1-128 characters of a-z, A-Z, 0-9, ':', '_', '-' and not start with \"aws:\"",
             );
+            refused.insert(name);
             continue;
         }
-        if let Some(value) = custom_metric_value(v, &path, p) {
-            out.insert(name.clone(), value);
+        match custom_metric_value(v, &path, p) {
+            Some(value) => {
+                out.insert(name.to_owned(), value);
+            }
+            None => {
+                refused.insert(name);
+            }
         }
     }
     Some(out)
@@ -345,35 +375,34 @@ fn custom_metrics(v: &Value, path: &Path, p: &mut Problems) -> Option<BTreeMap<S
 
 /// A custom metric value is an array holding exactly one object with exactly one key naming
 /// its type (spec §1.5); a bare object is the documented `InvalidPayload` case.
-fn custom_metric_value(v: &Value, path: &Path, p: &mut Problems) -> Option<CustomMetricValue> {
+fn custom_metric_value(v: Node, path: &Path, p: &mut Problems) -> Option<CustomMetricValue> {
     const SHAPE: &str = "must be an array of one object such as [{\"number\": 1}]";
-    let inner = match v {
-        Value::Array(items) if items.len() == 1 => &items[0],
-        Value::Array(items) => {
-            p.add(path, format_args!("{SHAPE}, found {} elements", items.len()));
+    let inner = match (v.item(), v.elements().next()) {
+        (Item::Array { len: 1, .. }, Some(inner)) => inner,
+        (Item::Array { len, .. }, _) => {
+            p.add(path, format_args!("{SHAPE}, found {len} elements"));
             return None;
         }
-        other => {
+        (other, _) => {
             p.add(path, format_args!("{SHAPE}, found {}", other.kind()));
             return None;
         }
     };
     let path = &Path::Index(path, 0);
-    let entries = match inner {
-        Value::Map(entries) if entries.len() == 1 => entries,
+    let (kind, v) = match (inner.item(), inner.entries().next()) {
+        (Item::Map { len: 1, .. }, Some(entry)) => entry,
         _ => {
             p.add(path, "must be an object with exactly one of \"number\", \"number_list\", \"string_list\", \"ip_list\"");
             return None;
         }
     };
-    let (kind, v) = &entries[0];
     let path = &Path::Key(path, kind);
-    match kind.as_str() {
+    match kind {
         k if k == keys::NUMBER.long => number(v, path, p).map(CustomMetricValue::Number),
         k if k == keys::NUMBER_LIST.long => list(v, path, p, number).map(CustomMetricValue::NumberList),
         k if k == keys::STRING_LIST.long => list(v, path, p, text).map(CustomMetricValue::StringList),
-        k if k == keys::IP_LIST.long => list(v, path, p, |v, path, p| match v {
-            Value::Text(s) => match s.parse::<IpAddr>() {
+        k if k == keys::IP_LIST.long => list(v, path, p, |v, path, p| match v.item() {
+            Item::Text(s) => match s.parse::<IpAddr>() {
                 Ok(ip) => Some(ip),
                 Err(_) => {
                     p.add(path, format_args!("{} is not an IPv4 or IPv6 address", echo(s, true)));
@@ -395,18 +424,18 @@ fn custom_metric_value(v: &Value, path: &Path, p: &mut Problems) -> Option<Custo
 
 /// An array whose every element is read by `item`; `None` if any element is bad.
 fn list<'v, T>(
-    v: &'v Value,
+    v: Node<'v>,
     path: &Path,
     p: &mut Problems,
-    item: impl Fn(&'v Value, &Path, &mut Problems) -> Option<T>,
+    item: impl Fn(Node<'v>, &Path, &mut Problems) -> Option<T>,
 ) -> Option<Vec<T>> {
-    let Value::Array(items) = v else {
-        p.add(path, format_args!("must be an array, found {}", v.kind()));
+    let Item::Array { len, .. } = v.item() else {
+        p.add(path, format_args!("must be an array, found {}", v.item().kind()));
         return None;
     };
-    let mut out = Vec::with_capacity(items.len());
+    let mut out = Vec::with_capacity(*len);
     let mut ok = true;
-    for (i, v) in items.iter().enumerate() {
+    for (i, v) in v.elements().enumerate() {
         match item(v, &Path::Index(path, i), p) {
             Some(x) => out.push(x),
             None => ok = false,
@@ -416,20 +445,20 @@ fn list<'v, T>(
 }
 
 /// An integer, also from a float without fraction (some encoders write every number as one).
-fn integer(v: &Value) -> Option<i128> {
-    match v {
-        Value::Int(i) => Some(*i),
-        Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e18 => Some(*f as i128),
+fn integer(v: Node) -> Option<i128> {
+    match v.item() {
+        Item::Int(i) => Some(*i),
+        Item::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e18 => Some(*f as i128),
         _ => None,
     }
 }
 
-fn count(v: &Value, path: &Path, p: &mut Problems) -> Option<u64> {
+fn count(v: Node, path: &Path, p: &mut Problems) -> Option<u64> {
     unsigned(v, path, p, 0, "a non-negative integer")
 }
 
 /// An integer from `min` to `u64::MAX`; `what` describes the range in messages.
-fn unsigned(v: &Value, path: &Path, p: &mut Problems, min: u64, what: &str) -> Option<u64> {
+fn unsigned(v: Node, path: &Path, p: &mut Problems, min: u64, what: &str) -> Option<u64> {
     match integer(v) {
         Some(n) if n < i128::from(min) => {
             p.add(path, format_args!("must be {what}, got {n}"));
@@ -443,7 +472,7 @@ fn unsigned(v: &Value, path: &Path, p: &mut Problems, min: u64, what: &str) -> O
             }
         },
         None => {
-            p.add(path, format_args!("must be {what}, found {}", v.kind()));
+            p.add(path, format_args!("must be {what}, found {}", v.item().kind()));
             None
         }
     }
@@ -451,12 +480,12 @@ fn unsigned(v: &Value, path: &Path, p: &mut Problems, min: u64, what: &str) -> O
 
 /// A port number 1–65535. The official C agent writes `local_port` as a text string in CBOR
 /// (spec §1.3), so digit strings are accepted too.
-fn port(v: &Value, path: &Path, p: &mut Problems) -> Option<u16> {
-    let n = match v {
-        Value::Text(s) if !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit()) => {
+fn port(v: Node, path: &Path, p: &mut Problems) -> Option<u16> {
+    let n = match v.item() {
+        Item::Text(s) if !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit()) => {
             s.parse::<i128>().ok()
         }
-        v => integer(v),
+        _ => integer(v),
     };
     match n {
         Some(n) if (1..=65535).contains(&n) => Some(n as u16),
@@ -465,17 +494,17 @@ fn port(v: &Value, path: &Path, p: &mut Problems) -> Option<u16> {
             None
         }
         None => {
-            p.add(path, format_args!("must be a port number 1-65535, found {}", v.kind()));
+            p.add(path, format_args!("must be a port number 1-65535, found {}", v.item().kind()));
             None
         }
     }
 }
 
-fn number(v: &Value, path: &Path, p: &mut Problems) -> Option<f64> {
-    match v {
-        Value::Int(i) => Some(*i as f64),
-        Value::Float(f) if f.is_finite() => Some(*f),
-        Value::Float(f) => {
+fn number(v: Node, path: &Path, p: &mut Problems) -> Option<f64> {
+    match v.item() {
+        Item::Int(i) => Some(*i as f64),
+        Item::Float(f) if f.is_finite() => Some(*f),
+        Item::Float(f) => {
             p.add(path, format_args!("must be a finite number, got {f}"));
             None
         }
@@ -486,9 +515,9 @@ fn number(v: &Value, path: &Path, p: &mut Problems) -> Option<f64> {
     }
 }
 
-fn text(v: &Value, path: &Path, p: &mut Problems) -> Option<String> {
-    match v {
-        Value::Text(s) => Some(s.clone()),
+fn text(v: Node, path: &Path, p: &mut Problems) -> Option<String> {
+    match v.item() {
+        Item::Text(s) => Some(String::from(&**s)),
         other => {
             p.add(path, format_args!("must be a string, found {}", other.kind()));
             None

@@ -2,63 +2,67 @@
 //!
 //! Absent optional fields are left out rather than written as `null`: every byte costs on a
 //! metered link. Custom `number` values without a fraction are written as integers (`75`, not
-//! `75.0`), which is shorter in JSON and in CBOR and decodes to the same value.
+//! `75.0`), which is shorter in JSON and in CBOR and decodes to the same value. The tree borrows
+//! key names and the report's text, so only containers and formatted addresses are allocated.
 
 use crate::codec::Names;
 use crate::keys::{self, Key};
 use crate::model::*;
 use crate::value::Value;
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
-struct MapBuilder {
+struct MapBuilder<'r> {
     names: Names,
-    entries: Vec<(String, Value)>,
+    entries: Vec<(Cow<'r, str>, Value<'r>)>,
 }
 
-impl MapBuilder {
+impl<'r> MapBuilder<'r> {
     fn new(names: Names) -> Self {
         MapBuilder { names, entries: Vec::new() }
     }
 
-    fn put(&mut self, key: Key, value: Value) -> &mut Self {
+    fn put(&mut self, key: Key, value: Value<'r>) -> &mut Self {
         let name = match self.names {
             Names::Long => key.long,
             Names::Short => key.short,
         };
-        self.entries.push((name.to_owned(), value));
+        self.entries.push((Cow::Borrowed(name), value));
         self
     }
 
-    fn put_opt(&mut self, key: Key, value: Option<Value>) -> &mut Self {
+    fn put_opt(&mut self, key: Key, value: Option<Value<'r>>) -> &mut Self {
         if let Some(value) = value {
             self.put(key, value);
         }
         self
     }
 
-    fn build(&mut self) -> Value {
+    fn build(&mut self) -> Value<'r> {
         Value::Map(std::mem::take(&mut self.entries))
     }
 }
 
-pub(crate) fn report_to_value(r: &MetricReport, names: Names) -> Value {
+pub(crate) fn report_to_value(r: &MetricReport, names: Names) -> Value<'_> {
     let header = MapBuilder::new(names)
         .put(keys::REPORT_ID, Value::Int(r.header.report_id.into()))
-        .put(keys::VERSION, Value::Text(r.header.version.clone()))
+        .put(keys::VERSION, text(&r.header.version))
         .build();
     MapBuilder::new(names)
         .put(keys::HEADER, header)
         .put_opt(keys::METRICS, r.metrics.as_ref().map(|m| metrics(m, names)))
         .put_opt(
             keys::CUSTOM_METRICS,
-            r.custom_metrics
-                .as_ref()
-                .map(|cm| Value::Map(cm.iter().map(|(name, v)| (name.clone(), custom_metric(v))).collect())),
+            r.custom_metrics.as_ref().map(|cm| {
+                Value::Map(
+                    cm.iter().map(|(name, v)| (Cow::Borrowed(name.as_str()), custom_metric(v))).collect(),
+                )
+            }),
         )
         .build()
 }
 
-fn metrics(m: &Metrics, names: Names) -> Value {
+fn metrics(m: &Metrics, names: Names) -> Value<'_> {
     MapBuilder::new(names)
         .put_opt(keys::LISTENING_TCP_PORTS, m.listening_tcp_ports.as_ref().map(|l| ports(l, names)))
         .put_opt(keys::LISTENING_UDP_PORTS, m.listening_udp_ports.as_ref().map(|l| ports(l, names)))
@@ -97,7 +101,7 @@ fn metrics(m: &Metrics, names: Names) -> Value {
         .build()
 }
 
-fn ports(l: &ListeningPorts, names: Names) -> Value {
+fn ports(l: &ListeningPorts, names: Names) -> Value<'_> {
     MapBuilder::new(names)
         .put_opt(
             keys::PORTS,
@@ -108,7 +112,7 @@ fn ports(l: &ListeningPorts, names: Names) -> Value {
                         .map(|p| {
                             MapBuilder::new(names)
                                 .put(keys::PORT, count(p.port.into()))
-                                .put_opt(keys::INTERFACE, p.interface.clone().map(Value::Text))
+                                .put_opt(keys::INTERFACE, p.interface.as_deref().map(text))
                                 .build()
                         })
                         .collect(),
@@ -119,11 +123,11 @@ fn ports(l: &ListeningPorts, names: Names) -> Value {
         .build()
 }
 
-fn connection(c: &Connection, names: Names) -> Value {
+fn connection(c: &Connection, names: Names) -> Value<'_> {
     MapBuilder::new(names)
-        .put(keys::REMOTE_ADDR, Value::Text(remote_addr(&c.remote_addr)))
+        .put(keys::REMOTE_ADDR, Value::Text(Cow::Owned(remote_addr(&c.remote_addr))))
         .put_opt(keys::LOCAL_PORT, c.local_port.map(|p| count(p.into())))
-        .put_opt(keys::LOCAL_INTERFACE, c.local_interface.clone().map(Value::Text))
+        .put_opt(keys::LOCAL_INTERFACE, c.local_interface.as_deref().map(text))
         .build()
 }
 
@@ -137,28 +141,33 @@ fn remote_addr(addr: &SocketAddr) -> String {
     }
 }
 
-fn custom_metric(v: &CustomMetricValue) -> Value {
+fn custom_metric(v: &CustomMetricValue) -> Value<'_> {
     let (key, value) = match v {
         CustomMetricValue::Number(n) => (keys::NUMBER, number(*n)),
         CustomMetricValue::NumberList(ns) => {
             (keys::NUMBER_LIST, Value::Array(ns.iter().copied().map(number).collect()))
         }
         CustomMetricValue::StringList(ss) => {
-            (keys::STRING_LIST, Value::Array(ss.iter().cloned().map(Value::Text).collect()))
+            (keys::STRING_LIST, Value::Array(ss.iter().map(|s| text(s)).collect()))
         }
-        CustomMetricValue::IpList(ips) => {
-            (keys::IP_LIST, Value::Array(ips.iter().map(|ip| Value::Text(ip.to_string())).collect()))
-        }
+        CustomMetricValue::IpList(ips) => (
+            keys::IP_LIST,
+            Value::Array(ips.iter().map(|ip| Value::Text(Cow::Owned(ip.to_string()))).collect()),
+        ),
     };
-    Value::Array(vec![Value::Map(vec![(key.long.to_owned(), value)])])
+    Value::Array(vec![Value::Map(vec![(Cow::Borrowed(key.long), value)])])
 }
 
-fn count(n: u64) -> Value {
+fn text(s: &str) -> Value<'_> {
+    Value::Text(Cow::Borrowed(s))
+}
+
+fn count(n: u64) -> Value<'static> {
     Value::Int(n.into())
 }
 
 /// Integral values within ±2^53 (exact in a double) are written as integers.
-fn number(n: f64) -> Value {
+fn number(n: f64) -> Value<'static> {
     const EXACT: f64 = 9_007_199_254_740_992.0;
     if n.fract() == 0.0 && n.abs() <= EXACT && !(n == 0.0 && n.is_sign_negative()) {
         Value::Int(n as i128)

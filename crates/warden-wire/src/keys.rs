@@ -7,13 +7,24 @@
 pub(crate) struct Key {
     pub long: &'static str,
     pub short: &'static str,
+    /// A third name accepted on decode, never emitted.
+    pub alias: Option<&'static str>,
 }
 
 const fn key(long: &'static str, short: &'static str) -> Key {
-    Key { long, short }
+    Key { long, short, alias: None }
 }
 
-pub(crate) const HEADER: Key = key("header", "hed");
+impl Key {
+    /// Whether a device sent this field as `name`.
+    pub(crate) fn matches(&self, name: &str) -> bool {
+        name == self.long || name == self.short || self.alias == Some(name)
+    }
+}
+
+/// The official C agent names the header `h` in short mode (spec §1.3 quirk); accepted on
+/// decode so those devices are not rejected.
+pub(crate) const HEADER: Key = Key { long: "header", short: "hed", alias: Some("h") };
 pub(crate) const REPORT_ID: Key = key("report_id", "rid");
 pub(crate) const VERSION: Key = key("version", "v");
 pub(crate) const METRICS: Key = key("metrics", "met");
@@ -40,7 +51,3 @@ pub(crate) const NUMBER: Key = key("number", "number");
 pub(crate) const NUMBER_LIST: Key = key("number_list", "number_list");
 pub(crate) const STRING_LIST: Key = key("string_list", "string_list");
 pub(crate) const IP_LIST: Key = key("ip_list", "ip_list");
-
-/// The official C agent names the header `h` in short mode (spec §1.3 quirk); accepted on
-/// decode so those devices are not rejected, never emitted.
-pub(crate) const HEADER_C_AGENT_ALIAS: &str = "h";

@@ -17,6 +17,7 @@
 
 mod codec;
 mod decode;
+mod document;
 mod encode;
 mod error;
 mod keys;

@@ -8,8 +8,10 @@
 //! ```
 
 use crate::codec::{Format, parse, serialize};
+use crate::document::{Item, Node};
 use crate::error::ErrorCode;
 use crate::value::Value;
+use std::borrow::Cow;
 
 /// A reply to one report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,52 +31,52 @@ pub enum ReplyStatus {
 }
 
 pub fn encode_reply(reply: &Reply, format: Format) -> Vec<u8> {
-    let text = |s: &str| Value::Text(s.to_owned());
-    let mut doc = vec![("thingName".to_owned(), text(&reply.thing_name))];
+    let text = |s| Value::Text(Cow::Borrowed(s));
+    let mut doc = vec![(Cow::Borrowed("thingName"), text(&reply.thing_name))];
     if let Some(id) = reply.report_id {
-        doc.push(("reportId".to_owned(), Value::Int(id.into())));
+        doc.push((Cow::Borrowed("reportId"), Value::Int(id.into())));
     }
     match &reply.status {
-        ReplyStatus::Accepted => doc.push(("status".to_owned(), text("ACCEPTED"))),
+        ReplyStatus::Accepted => doc.push((Cow::Borrowed("status"), text("ACCEPTED"))),
         ReplyStatus::Rejected { code, message } => {
-            doc.push(("status".to_owned(), text("REJECTED")));
+            doc.push((Cow::Borrowed("status"), text("REJECTED")));
             doc.push((
-                "statusDetails".to_owned(),
+                Cow::Borrowed("statusDetails"),
                 Value::Map(vec![
-                    ("ErrorCode".to_owned(), text(code.as_str())),
-                    ("ErrorMessage".to_owned(), text(message)),
+                    (Cow::Borrowed("ErrorCode"), text(code.as_str())),
+                    (Cow::Borrowed("ErrorMessage"), text(message)),
                 ]),
             ));
         }
     }
-    doc.push(("timestamp".to_owned(), Value::Int(reply.timestamp_ms.into())));
+    doc.push((Cow::Borrowed("timestamp"), Value::Int(reply.timestamp_ms.into())));
     serialize(&Value::Map(doc), format)
 }
 
 /// Decodes a reply from any Device Defender server (Warden or AWS IoT).
 pub fn decode_reply(bytes: &[u8], format: Format) -> Result<Reply, String> {
     let doc = parse(bytes, format)?;
-    let Value::Map(entries) = &doc else {
+    let reply = doc.root();
+    if !matches!(reply.item(), Item::Map { .. }) {
         return Err("reply is not a map".to_owned());
-    };
-    let text = |v: Option<&Value>| match v {
-        Some(Value::Text(s)) => Some(s.clone()),
+    }
+    let text = |v: Option<Node>| match v.map(Node::item) {
+        Some(Item::Text(s)) => Some(String::from(&**s)),
         _ => None,
     };
-    let int = |v: Option<&Value>| match v {
-        Some(Value::Int(i)) => u64::try_from(*i).ok(),
+    let int = |v: Option<Node>| match v.map(Node::item) {
+        Some(Item::Int(i)) => u64::try_from(*i).ok(),
         _ => None,
     };
-    let status = match text(get(entries, "status")).as_deref() {
+    let status = match text(get(reply, "status")).as_deref() {
         Some("ACCEPTED") => ReplyStatus::Accepted,
         Some("REJECTED") => {
-            let details = match get(entries, "statusDetails") {
-                Some(Value::Map(d)) => d.as_slice(),
-                _ => &[],
-            };
+            // A `statusDetails` that is not a map has no entries, so both fields read as absent.
+            let details = get(reply, "statusDetails");
+            let detail = |key| details.and_then(|d| get(d, key));
             ReplyStatus::Rejected {
-                code: ErrorCode::parse(&text(get(details, "ErrorCode")).unwrap_or_default()),
-                message: text(get(details, "ErrorMessage")).unwrap_or_default(),
+                code: ErrorCode::parse(&text(detail("ErrorCode")).unwrap_or_default()),
+                message: text(detail("ErrorMessage")).unwrap_or_default(),
             }
         }
         Some(other) => {
@@ -83,13 +85,14 @@ pub fn decode_reply(bytes: &[u8], format: Format) -> Result<Reply, String> {
         None => return Err("reply has no \"status\" string".to_owned()),
     };
     Ok(Reply {
-        thing_name: text(get(entries, "thingName")).unwrap_or_default(),
-        report_id: int(get(entries, "reportId")),
+        thing_name: text(get(reply, "thingName")).unwrap_or_default(),
+        report_id: int(get(reply, "reportId")),
         status,
-        timestamp_ms: int(get(entries, "timestamp")).unwrap_or_default(),
+        timestamp_ms: int(get(reply, "timestamp")).unwrap_or_default(),
     })
 }
 
-fn get<'v>(entries: &'v [(String, Value)], key: &str) -> Option<&'v Value> {
-    entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+/// The first entry under `key`, if `map` is a map.
+fn get<'v>(map: Node<'v>, key: &str) -> Option<Node<'v>> {
+    map.entries().find(|(k, _)| *k == key).map(|(_, v)| v)
 }
