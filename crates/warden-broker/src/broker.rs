@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::events::{Counters, EventSink};
 use crate::hooks::{Hooks, State};
-use crate::router::ExactRouter;
+use crate::router::FleetRouter;
 use crate::{AccessControl, BrokerConfig, BrokerEvent, BrokerStats, Identity};
 
 /// The client id under which in-process publishes appear in rmqtt's logs.
@@ -106,7 +106,7 @@ impl Broker {
         // server) easily exceeds. Overload protection is the server's job, not a CPU probe's,
         // and the probe's result is cached in a process-wide static shared by all brokers.
         let scx = ServerContext::new().busy_check_enable(false).build().await;
-        *scx.extends.router_mut().await = Box::new(ExactRouter::new(scx.clone()));
+        *scx.extends.router_mut().await = Box::new(FleetRouter::new(scx.clone()));
 
         let (tx, rx) = mpsc::channel(config.event_capacity);
         let state = Arc::new(State {

@@ -1,18 +1,19 @@
-//! [`ExactRouter`]: rmqtt's default subscription router with a fast path for fleets whose
-//! subscriptions are all exact topics.
+//! [`FleetRouter`]: rmqtt's default subscription router, matching by lookup instead of a trie walk.
 //!
-//! Every message is routed twice per report: the device's report (to find its subscribers,
+//! Two messages are routed per report: the device's report (to find its subscribers,
 //! normally none) and the server's `/accepted` reply (to the device). rmqtt's router parses the
-//! topic into levels and walks its topic trie for both, allocating at every level; at 10,000
-//! reports/s that walk was ~10 % of the server's CPU. Device fleets subscribe to exact topics
-//! (the agents subscribe to their own `/accepted` and `/rejected`), and for an exact filter the
-//! trie answers nothing a lookup of the topic in rmqtt's subscription table does not: a topic
-//! name matches a filter without wildcards exactly when the strings are equal. So while no
-//! wildcard filter is subscribed anywhere, [`ExactRouter`] answers from that table; once one
-//! is, every match takes rmqtt's trie walk again, unchanged.
+//! topic into levels and walks its topic trie for both, allocating at every level; at 9,000
+//! reports/s that walk was ~10 % of the server's CPU. A fleet's subscriptions are few per
+//! device and mostly exact (the agents subscribe to their own `/accepted` and `/rejected`) or
+//! wildcards under the device's own prefix (`$aws/things/dev-1/defender/metrics/cbor/+`).
+//! So [`FleetRouter`] matches by lookup instead: the exact filter equal to the topic in rmqtt's
+//! subscription table, and the wildcard filters indexed by their literal prefix (the levels
+//! before the first wildcard), of which only those under one of the topic's own prefixes are
+//! tried, with a string comparison. rmqtt's trie is still kept, for its other uses; a unit
+//! test checks the matching against it.
 
 use std::collections::HashMap as StdHashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::RwLock;
 
 use async_trait::async_trait;
 use rmqtt::Result;
@@ -25,38 +26,89 @@ use rmqtt::types::{
 use rmqtt::utils::Counter;
 use tokio::sync::Mutex;
 
-/// rmqtt's [`DefaultRouter`], answering matches by table lookup while no wildcard filter is
-/// subscribed. Everything else is delegated unchanged.
-pub(crate) struct ExactRouter {
+/// rmqtt's [`DefaultRouter`] with matching by lookup; everything else is delegated.
+pub(crate) struct FleetRouter {
     inner: DefaultRouter,
-    /// Subscriptions per wildcard filter. Changed, together with the inner router's table,
-    /// under this lock, so the count never says "none" while one is in the table. Wildcard
-    /// subscriptions are rare, so the lock is not on any hot path.
-    wildcards: Mutex<StdHashMap<String, usize>>,
-    /// Whether `wildcards` is non-empty, read on every match without the lock. A match racing
-    /// a wildcard SUBSCRIBE is one that happened just before it.
-    any_wildcard: AtomicBool,
+    /// The subscribed wildcard filters by [`literal_prefix`]. Read on every match (a std lock,
+    /// never held across an `.await`).
+    wildcards: RwLock<StdHashMap<String, Vec<String>>>,
+    /// Serialises wildcard subscription changes, so that the index changes together with the
+    /// inner router's table. Wildcard subscriptions come and go with sessions, not messages.
+    changing: Mutex<()>,
 }
 
-/// Whether an MQTT topic filter has a wildcard level.
-fn is_wildcard(filter: &str) -> bool {
-    filter.contains(['+', '#'])
+/// Whether an MQTT topic filter level is a wildcard.
+fn is_wildcard_level(level: &str) -> bool {
+    level == "+" || level == "#"
 }
 
-impl ExactRouter {
-    pub(crate) fn new(scx: ServerContext) -> ExactRouter {
-        ExactRouter {
+/// The levels of `filter` before its first wildcard, joined by `/` ("" when it starts with one):
+/// the key the filter is indexed under. `None` for a filter without wildcards.
+fn literal_prefix(filter: &str) -> Option<&str> {
+    let mut start: usize = 0;
+    for level in filter.split('/') {
+        if is_wildcard_level(level) {
+            return Some(&filter[..start.saturating_sub(1)]);
+        }
+        start += level.len() + 1;
+    }
+    None
+}
+
+/// The keys under which the wildcard filters that may match `topic` are indexed: "", and the
+/// topic cut before each `/` and whole (`a/#` matches `a`), each once. Keys of different
+/// filters may collide (`+/x` and `/+` are both under ""), so candidates are still matched.
+fn candidate_keys(topic: &str) -> impl Iterator<Item = &str> {
+    let cuts = topic.match_indices('/').map(|(i, _)| i).filter(|&i| i > 0);
+    let whole = (!topic.is_empty()).then_some(topic.len());
+    std::iter::once(0).chain(cuts).chain(whole).map(|end| &topic[..end])
+}
+
+/// MQTT topic matching (3.1.1 §4.7): `+` is one level, a trailing `#` any number including
+/// none, and topics starting with `$` are not matched by filters starting with a wildcard.
+fn filter_matches(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && filter.split('/').next().is_some_and(is_wildcard_level) {
+        return false;
+    }
+    let (mut f, mut t) = (filter.split('/'), topic.split('/'));
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(fl), Some(tl)) if fl == tl => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// The filters of a wildcard index (filters by [`literal_prefix`]) that match `topic`.
+fn matching_filters<'a>(
+    index: &'a StdHashMap<String, Vec<String>>,
+    topic: &'a str,
+) -> impl Iterator<Item = &'a str> {
+    candidate_keys(topic)
+        .flat_map(|key| index.get(key).into_iter().flatten())
+        .map(String::as_str)
+        .filter(move |filter| filter_matches(filter, topic))
+}
+
+impl FleetRouter {
+    pub(crate) fn new(scx: ServerContext) -> FleetRouter {
+        FleetRouter {
             inner: DefaultRouter::new(Some(scx)),
-            wildcards: Mutex::default(),
-            any_wildcard: AtomicBool::new(false),
+            wildcards: RwLock::default(),
+            changing: Mutex::default(),
         }
     }
 
-    /// The subscriptions whose filter is exactly `topic`, as rmqtt's router collects them
-    /// (rmqtt is built without shared subscriptions, so every relation is delivered).
-    fn exact_matches(relations: &AllRelationsMap, this_id: &Id, topic: &TopicName) -> SubRelationsMap {
+    /// The subscriptions matching `topic`, as rmqtt's router collects them (rmqtt is built
+    /// without shared subscriptions, so every relation is delivered).
+    fn collect(&self, this_id: &Id, topic: &TopicName) -> SubRelationsMap {
+        let relations = &self.inner.relations;
         let mut collector = SubscriptioRelationsCollectorMap::default();
-        if let Some(rels) = relations.get(topic) {
+        let mut add = |filter: &str| {
+            let Some(rels) = relations.get(filter) else { return };
             for (client_id, (id, opts)) in rels.iter() {
                 // MQTT 5 No Local: not back to the publishing session.
                 if opts.no_local() == Some(true) && this_id == id {
@@ -69,49 +121,52 @@ impl ExactRouter {
                     None,
                 );
             }
+        };
+        add(topic);
+        let wildcards = self.wildcards.read().unwrap_or_else(|p| p.into_inner());
+        if !wildcards.is_empty() {
+            matching_filters(&wildcards, topic).for_each(add);
         }
         collector.into_iter().map(|(node, c)| (node, c.into())).collect()
     }
 }
 
 #[async_trait]
-impl Router for ExactRouter {
+impl Router for FleetRouter {
     async fn add(&self, topic_filter: &str, id: Id, opts: SubscriptionOptions) -> Result<()> {
-        if !is_wildcard(topic_filter) {
+        let Some(prefix) = literal_prefix(topic_filter) else {
             return self.inner.add(topic_filter, id, opts).await;
-        }
-        let mut wildcards = self.wildcards.lock().await;
-        let client_id = id.client_id.clone();
-        let had = self.inner.relations.get(topic_filter).is_some_and(|r| r.contains_key(&client_id));
+        };
+        let _changing = self.changing.lock().await;
         self.inner.add(topic_filter, id, opts).await?;
-        if !had {
-            *wildcards.entry(topic_filter.to_owned()).or_default() += 1;
-            self.any_wildcard.store(true, Ordering::Release);
+        let mut wildcards = self.wildcards.write().unwrap_or_else(|p| p.into_inner());
+        let filters = wildcards.entry(prefix.to_owned()).or_default();
+        if !filters.iter().any(|f| f == topic_filter) {
+            filters.push(topic_filter.to_owned());
         }
         Ok(())
     }
 
     async fn remove(&self, topic_filter: &str, id: Id) -> Result<bool> {
-        if !is_wildcard(topic_filter) {
+        let Some(prefix) = literal_prefix(topic_filter) else {
             return self.inner.remove(topic_filter, id).await;
-        }
-        let mut wildcards = self.wildcards.lock().await;
+        };
+        let _changing = self.changing.lock().await;
         let removed = self.inner.remove(topic_filter, id).await?;
-        if removed && let Some(n) = wildcards.get_mut(topic_filter) {
-            *n -= 1;
-            if *n == 0 {
-                wildcards.remove(topic_filter);
+        if !self.inner.relations.contains_key(topic_filter) {
+            let mut wildcards = self.wildcards.write().unwrap_or_else(|p| p.into_inner());
+            if let Some(filters) = wildcards.get_mut(prefix) {
+                filters.retain(|f| f != topic_filter);
+                if filters.is_empty() {
+                    wildcards.remove(prefix);
+                }
             }
-            self.any_wildcard.store(!wildcards.is_empty(), Ordering::Release);
         }
         Ok(removed)
     }
 
     async fn matches(&self, id: Id, topic: &TopicName) -> Result<SubRelationsMap> {
-        if self.any_wildcard.load(Ordering::Acquire) {
-            return self.inner.matches(id, topic).await;
-        }
-        Ok(Self::exact_matches(&self.inner.relations, &id, topic))
+        Ok(self.collect(&id, topic))
     }
 
     async fn is_online(&self, node_id: NodeId, client_id: &str) -> bool {
@@ -165,13 +220,81 @@ impl Router for ExactRouter {
 
 #[cfg(test)]
 mod tests {
-    use super::is_wildcard;
+    use std::collections::{BTreeSet, HashMap};
+    use std::str::FromStr;
+
+    use proptest::prelude::*;
+    use rmqtt::topic::Topic;
+    use rmqtt::trie::TopicTree;
+
+    use super::*;
 
     #[test]
-    fn wildcard_filters_are_those_with_plus_or_hash() {
-        assert!(is_wildcard("$aws/things/+/shadow"));
-        assert!(is_wildcard("#"));
-        assert!(is_wildcard("a/#"));
-        assert!(!is_wildcard("$aws/things/dev-1/defender/metrics/json/accepted"));
+    fn filters_are_indexed_by_their_levels_before_the_first_wildcard() {
+        assert_eq!(
+            literal_prefix("$aws/things/dev-1/defender/metrics/cbor/+"),
+            Some("$aws/things/dev-1/defender/metrics/cbor")
+        );
+        assert_eq!(literal_prefix("a/+/b/#"), Some("a"));
+        assert_eq!(literal_prefix("#"), Some(""));
+        assert_eq!(literal_prefix("+/a"), Some(""));
+        assert_eq!(literal_prefix("/+"), Some(""));
+        assert_eq!(literal_prefix("a/b"), None);
+        assert_eq!(candidate_keys("a/b/c").collect::<Vec<_>>(), ["", "a", "a/b", "a/b/c"]);
+        assert_eq!(candidate_keys("/a").collect::<Vec<_>>(), ["", "/a"]);
+    }
+
+    #[test]
+    fn dollar_topics_are_not_matched_by_filters_starting_with_a_wildcard() {
+        assert!(filter_matches("$aws/things/+/x", "$aws/things/dev-1/x"));
+        assert!(!filter_matches("+/things/dev-1/x", "$aws/things/dev-1/x"));
+        assert!(!filter_matches("#", "$aws/things/dev-1/x"));
+        assert!(filter_matches("#", "aws/things"));
+        assert!(filter_matches("a/#", "a"));
+        assert!(!filter_matches("a/+", "a"));
+    }
+
+    /// A topic or filter of one to four levels from a small alphabet (so that they often
+    /// match), `+` anywhere and `#` last in filters.
+    fn levels(wildcards: bool) -> impl Strategy<Value = String> {
+        let level = if wildcards {
+            prop::sample::select(vec!["a", "b", "$s", "", "+"]).boxed()
+        } else {
+            prop::sample::select(vec!["a", "b", "$s", ""]).boxed()
+        };
+        (prop::collection::vec(level, 1..4), any::<bool>()).prop_map(move |(levels, hash)| {
+            let mut s = levels.join("/");
+            if wildcards && hash {
+                s.push_str("/#");
+            }
+            s
+        })
+    }
+
+    proptest! {
+        /// The index finds exactly the filters rmqtt's topic trie matches, each once.
+        #[test]
+        fn wildcard_index_matches_like_rmqtts_trie(
+            filters in prop::collection::btree_set(levels(true), 0..12),
+            topic in levels(false),
+        ) {
+            let mut trie = TopicTree::<String>::default();
+            let mut index: HashMap<String, Vec<String>> = HashMap::new();
+            // Filters rmqtt cannot parse (`$` past the first level) are refused at SUBSCRIBE,
+            // before they reach a router, and such topics match no subscription.
+            let parses = |s: &str| Topic::from_str(s).ok();
+            for filter in filters.iter().filter(|f| literal_prefix(f).is_some()) {
+                let Some(parsed) = parses(filter) else { continue };
+                trie.insert(&parsed, filter.clone());
+                index.entry(literal_prefix(filter).unwrap().to_owned()).or_default().push(filter.clone());
+            }
+            let Some(parsed) = parses(&topic) else { return Ok(()) };
+            let expected: BTreeSet<String> =
+                trie.matches(&parsed).iter().flat_map(|(_, values)| values.into_iter().cloned()).collect();
+            let found: Vec<&str> = matching_filters(&index, &topic).collect();
+            let unique: BTreeSet<String> = found.iter().map(|f| f.to_string()).collect();
+            prop_assert_eq!(found.len(), unique.len(), "a filter found twice: {:?}", found);
+            prop_assert_eq!(unique, expected);
+        }
     }
 }

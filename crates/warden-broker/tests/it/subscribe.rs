@@ -147,9 +147,8 @@ async fn revoking_receive_stops_delivery_on_an_existing_subscription() {
     assert_eq!(t.broker.stats().receive_denied, 1);
 }
 
-/// Exact and wildcard subscriptions side by side: the router answers exact topics from its
-/// table while no wildcard filter is subscribed, and walks rmqtt's topic trie while one is.
-/// Either way every subscriber gets its copy, and an unsubscribed filter gets none.
+/// Exact and wildcard subscriptions side by side, as the broker's own router (not rmqtt's
+/// trie) matches them: every subscriber gets the message, an unsubscribed filter gets none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exact_and_wildcard_subscribers_each_get_their_copy() {
     let t = TestBroker::start(TestAcl::new()).await;
@@ -164,7 +163,7 @@ async fn exact_and_wildcard_subscribers_each_get_their_copy() {
         move |p: &Packet| matches!(p, Packet::Publish(p) if p.payload == want).then_some(())
     };
 
-    // Exact only: the table answers.
+    // Exact only.
     t.broker.publish(&topic, Bytes::from_static(b"1"), 1).await.unwrap();
     exact.wait_packet("PUBLISH 1", got(b"1")).await;
 
@@ -181,13 +180,13 @@ async fn exact_and_wildcard_subscribers_each_get_their_copy() {
     exact.client.publish(other.as_str(), QoS::AtLeastOnce, false, "3").await.unwrap();
     wildcard.wait_packet("PUBLISH 3", got(b"3")).await;
 
-    // One wildcard filter left: still routed through the trie.
+    // One wildcard filter left.
     wildcard.client.unsubscribe(own("thing-1", "+")).await.unwrap();
     wildcard.wait_packet("UNSUBACK", |p| matches!(p, Packet::UnsubAck(_)).then_some(())).await;
     t.broker.publish(&other, Bytes::from_static(b"4"), 1).await.unwrap();
     wildcard.wait_packet("PUBLISH 4", got(b"4")).await;
 
-    // No wildcard left: back to the table, and the unsubscribed session gets nothing.
+    // No wildcard left: the unsubscribed session gets nothing.
     wildcard.client.unsubscribe(own("thing-1", "#")).await.unwrap();
     wildcard.wait_packet("UNSUBACK", |p| matches!(p, Packet::UnsubAck(_)).then_some(())).await;
     t.broker.publish(&topic, Bytes::from_static(b"5"), 1).await.unwrap();
