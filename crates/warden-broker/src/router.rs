@@ -9,10 +9,11 @@
 //! So [`FleetRouter`] matches by lookup instead: the exact filter equal to the topic in rmqtt's
 //! subscription table, and the wildcard filters indexed by their literal prefix (the levels
 //! before the first wildcard), of which only those under one of the topic's own prefixes are
-//! tried, with a string comparison. rmqtt's trie is still kept, for its other uses; a unit
-//! test checks the matching against it.
+//! tried, with a string comparison. The index is split by the prefix's number of levels, so a
+//! fleet whose wildcard filters all have the same depth costs one hash lookup per message.
+//! rmqtt's trie is still kept, for its other uses; a property test checks the matching
+//! against it.
 
-use std::collections::HashMap as StdHashMap;
 use std::sync::RwLock;
 
 use async_trait::async_trait;
@@ -20,7 +21,7 @@ use rmqtt::Result;
 use rmqtt::context::ServerContext;
 use rmqtt::router::{DefaultRouter, Router};
 use rmqtt::types::{
-    AllRelationsMap, Id, NodeId, Route, SubRelationsMap, SubsSearchParams, SubsSearchResult,
+    AllRelationsMap, HashMap, Id, NodeId, Route, SubRelationsMap, SubsSearchParams, SubsSearchResult,
     SubscriptioRelationsCollectorMap, SubscriptionOptions, TopicName,
 };
 use rmqtt::utils::Counter;
@@ -29,9 +30,9 @@ use tokio::sync::Mutex;
 /// rmqtt's [`DefaultRouter`] with matching by lookup; everything else is delegated.
 pub(crate) struct FleetRouter {
     inner: DefaultRouter,
-    /// The subscribed wildcard filters by [`literal_prefix`]. Read on every match (a std lock,
-    /// never held across an `.await`).
-    wildcards: RwLock<StdHashMap<String, Vec<String>>>,
+    /// The subscribed wildcard filters. Read on every match (a std lock, never held across an
+    /// `.await`).
+    wildcards: RwLock<WildcardIndex>,
     /// Serialises wildcard subscription changes, so that the index changes together with the
     /// inner router's table. Wildcard subscriptions come and go with sessions, not messages.
     changing: Mutex<()>,
@@ -42,26 +43,28 @@ fn is_wildcard_level(level: &str) -> bool {
     level == "+" || level == "#"
 }
 
-/// The levels of `filter` before its first wildcard, joined by `/` ("" when it starts with one):
-/// the key the filter is indexed under. `None` for a filter without wildcards.
-fn literal_prefix(filter: &str) -> Option<&str> {
+/// Wildcard filters by the number of levels before their first wildcard, then by those
+/// levels ([`literal_prefix`]). Hashed with rmqtt's aHash: keys are topics, hashed per message.
+type WildcardIndex = Vec<HashMap<String, Vec<String>>>;
+
+/// How many levels `filter` has before its first wildcard, and those levels joined by `/`
+/// (`(0, "")` when it starts with one): where it is indexed. `None` without a wildcard.
+fn literal_prefix(filter: &str) -> Option<(usize, &str)> {
     let mut start: usize = 0;
-    for level in filter.split('/') {
+    for (depth, level) in filter.split('/').enumerate() {
         if is_wildcard_level(level) {
-            return Some(&filter[..start.saturating_sub(1)]);
+            return Some((depth, &filter[..start.saturating_sub(1)]));
         }
         start += level.len() + 1;
     }
     None
 }
 
-/// The keys under which the wildcard filters that may match `topic` are indexed: "", and the
-/// topic cut before each `/` and whole (`a/#` matches `a`), each once. Keys of different
-/// filters may collide (`+/x` and `/+` are both under ""), so candidates are still matched.
-fn candidate_keys(topic: &str) -> impl Iterator<Item = &str> {
-    let cuts = topic.match_indices('/').map(|(i, _)| i).filter(|&i| i > 0);
-    let whole = (!topic.is_empty()).then_some(topic.len());
-    std::iter::once(0).chain(cuts).chain(whole).map(|end| &topic[..end])
+/// The first `d` levels of `topic` for d = 0, 1, … up to all of them (`a/#` matches `a`): the
+/// keys at depth d under which filters that may match `topic` are indexed.
+fn topic_prefixes(topic: &str) -> impl Iterator<Item = &str> {
+    let cuts = topic.match_indices('/').map(|(i, _)| i);
+    std::iter::once(0).chain(cuts).chain(std::iter::once(topic.len())).map(|end| &topic[..end])
 }
 
 /// MQTT topic matching (3.1.1 §4.7): `+` is one level, a trailing `#` any number including
@@ -82,13 +85,13 @@ fn filter_matches(filter: &str, topic: &str) -> bool {
     }
 }
 
-/// The filters of a wildcard index (filters by [`literal_prefix`]) that match `topic`.
-fn matching_filters<'a>(
-    index: &'a StdHashMap<String, Vec<String>>,
-    topic: &'a str,
-) -> impl Iterator<Item = &'a str> {
-    candidate_keys(topic)
-        .flat_map(|key| index.get(key).into_iter().flatten())
+/// The filters of a wildcard index that match `topic`, each once.
+fn matching_filters<'a>(index: &'a WildcardIndex, topic: &'a str) -> impl Iterator<Item = &'a str> {
+    index
+        .iter()
+        .zip(topic_prefixes(topic))
+        .filter(|(by_prefix, _)| !by_prefix.is_empty())
+        .flat_map(|(by_prefix, prefix)| by_prefix.get(prefix).into_iter().flatten())
         .map(String::as_str)
         .filter(move |filter| filter_matches(filter, topic))
 }
@@ -124,9 +127,7 @@ impl FleetRouter {
         };
         add(topic);
         let wildcards = self.wildcards.read().unwrap_or_else(|p| p.into_inner());
-        if !wildcards.is_empty() {
-            matching_filters(&wildcards, topic).for_each(add);
-        }
+        matching_filters(&wildcards, topic).for_each(add);
         collector.into_iter().map(|(node, c)| (node, c.into())).collect()
     }
 }
@@ -134,13 +135,16 @@ impl FleetRouter {
 #[async_trait]
 impl Router for FleetRouter {
     async fn add(&self, topic_filter: &str, id: Id, opts: SubscriptionOptions) -> Result<()> {
-        let Some(prefix) = literal_prefix(topic_filter) else {
+        let Some((depth, prefix)) = literal_prefix(topic_filter) else {
             return self.inner.add(topic_filter, id, opts).await;
         };
         let _changing = self.changing.lock().await;
         self.inner.add(topic_filter, id, opts).await?;
         let mut wildcards = self.wildcards.write().unwrap_or_else(|p| p.into_inner());
-        let filters = wildcards.entry(prefix.to_owned()).or_default();
+        if wildcards.len() <= depth {
+            wildcards.resize_with(depth + 1, HashMap::default);
+        }
+        let filters = wildcards[depth].entry(prefix.to_owned()).or_default();
         if !filters.iter().any(|f| f == topic_filter) {
             filters.push(topic_filter.to_owned());
         }
@@ -148,17 +152,19 @@ impl Router for FleetRouter {
     }
 
     async fn remove(&self, topic_filter: &str, id: Id) -> Result<bool> {
-        let Some(prefix) = literal_prefix(topic_filter) else {
+        let Some((depth, prefix)) = literal_prefix(topic_filter) else {
             return self.inner.remove(topic_filter, id).await;
         };
         let _changing = self.changing.lock().await;
         let removed = self.inner.remove(topic_filter, id).await?;
         if !self.inner.relations.contains_key(topic_filter) {
             let mut wildcards = self.wildcards.write().unwrap_or_else(|p| p.into_inner());
-            if let Some(filters) = wildcards.get_mut(prefix) {
+            if let Some(by_prefix) = wildcards.get_mut(depth)
+                && let Some(filters) = by_prefix.get_mut(prefix)
+            {
                 filters.retain(|f| f != topic_filter);
                 if filters.is_empty() {
-                    wildcards.remove(prefix);
+                    by_prefix.remove(prefix);
                 }
             }
         }
@@ -220,7 +226,7 @@ impl Router for FleetRouter {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeSet, HashMap};
+    use std::collections::BTreeSet;
     use std::str::FromStr;
 
     use proptest::prelude::*;
@@ -233,15 +239,15 @@ mod tests {
     fn filters_are_indexed_by_their_levels_before_the_first_wildcard() {
         assert_eq!(
             literal_prefix("$aws/things/dev-1/defender/metrics/cbor/+"),
-            Some("$aws/things/dev-1/defender/metrics/cbor")
+            Some((6, "$aws/things/dev-1/defender/metrics/cbor"))
         );
-        assert_eq!(literal_prefix("a/+/b/#"), Some("a"));
-        assert_eq!(literal_prefix("#"), Some(""));
-        assert_eq!(literal_prefix("+/a"), Some(""));
-        assert_eq!(literal_prefix("/+"), Some(""));
+        assert_eq!(literal_prefix("a/+/b/#"), Some((1, "a")));
+        assert_eq!(literal_prefix("#"), Some((0, "")));
+        assert_eq!(literal_prefix("+/a"), Some((0, "")));
+        assert_eq!(literal_prefix("/+"), Some((1, "")));
         assert_eq!(literal_prefix("a/b"), None);
-        assert_eq!(candidate_keys("a/b/c").collect::<Vec<_>>(), ["", "a", "a/b", "a/b/c"]);
-        assert_eq!(candidate_keys("/a").collect::<Vec<_>>(), ["", "/a"]);
+        assert_eq!(topic_prefixes("a/b/c").collect::<Vec<_>>(), ["", "a", "a/b", "a/b/c"]);
+        assert_eq!(topic_prefixes("/a").collect::<Vec<_>>(), ["", "", "/a"]);
     }
 
     #[test]
@@ -279,14 +285,18 @@ mod tests {
             topic in levels(false),
         ) {
             let mut trie = TopicTree::<String>::default();
-            let mut index: HashMap<String, Vec<String>> = HashMap::new();
+            let mut index = WildcardIndex::new();
             // Filters rmqtt cannot parse (`$` past the first level) are refused at SUBSCRIBE,
             // before they reach a router, and such topics match no subscription.
             let parses = |s: &str| Topic::from_str(s).ok();
             for filter in filters.iter().filter(|f| literal_prefix(f).is_some()) {
                 let Some(parsed) = parses(filter) else { continue };
                 trie.insert(&parsed, filter.clone());
-                index.entry(literal_prefix(filter).unwrap().to_owned()).or_default().push(filter.clone());
+                let (depth, prefix) = literal_prefix(filter).unwrap();
+                if index.len() <= depth {
+                    index.resize_with(depth + 1, HashMap::default);
+                }
+                index[depth].entry(prefix.to_owned()).or_default().push(filter.clone());
             }
             let Some(parsed) = parses(&topic) else { return Ok(()) };
             let expected: BTreeSet<String> =
