@@ -54,18 +54,9 @@ WARMUP_SECS=${WARMUP_SECS:-5}
 PRIME_RATE=${PRIME_RATE:-2000}
 QOS=${QOS:-0}
 WORK=$(mktemp -d /tmp/warden-alert-latency.XXXXXX)
-PIDS=()
 T_START=$SECONDS
-
-log() { echo "[alert-latency $(date +%T)] $*" >&2; }
-die() { log "FATAL: $*"; exit 1; }
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  if [ "${KEEP:-0}" = 1 ]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+BENCH_NAME=alert-latency
+. "$BENCH/lib.sh"
 MAX_FLEET=$(echo "$FLEETS" | tr ',' '\n' | sort -n | tail -1)
 
 ulimit -Hn 200000 2>/dev/null; ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -114,17 +105,7 @@ PRISTINE=$WORK/data-registered
 MQTT_PORT=$(free_port)
 HTTP_PORT=$(free_port)
 WEBHOOK_PORT=$(free_port)
-cat >"$WORK/warden.toml" <<EOF
-data_dir = "$DATA"
-[mqtt]
-listen = "127.0.0.1:$MQTT_PORT"
-[http]
-listen = "127.0.0.1:$HTTP_PORT"
-[ingest]
-min_report_period = "0s"
-[cloud_metrics]
-period = "300s"
-EOF
+bench_config "$DATA" "$MQTT_PORT" "$HTTP_PORT" 300s >"$WORK/warden.toml"
 
 SERVER_PID=
 start_server() { # log-name

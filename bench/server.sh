@@ -62,18 +62,9 @@ WARDEN=$ROOT/target/release/warden
 LOADGEN=$ROOT/target/release/examples/loadgen
 BUILT_FROM=
 WORK=$(mktemp -d /tmp/warden-server-bench.XXXXXX)
-PIDS=()
 T_START=$SECONDS
-
-log() { echo "[server-bench $(date +%T)] $*" >&2; }
-die() { log "FATAL: $*"; exit 1; }
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  if [ "${KEEP:-0}" = 1 ]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+BENCH_NAME=server-bench
+. "$BENCH/lib.sh"
 now_ms() { date +%s%3N; }
 
 # 10k devices: one socket each in the generator and in the broker, plus the broker's files.
@@ -164,17 +155,7 @@ if [ "${BUILD_ONLY:-0}" = 1 ]; then echo "$WARDEN $LOADGEN"; exit 0; fi
 DATA=$WORK/data
 MQTT_PORT=$(free_port)
 HTTP_PORT=$(free_port)
-cat >"$WORK/warden.toml" <<EOF
-data_dir = "$DATA"
-[mqtt]
-listen = "127.0.0.1:$MQTT_PORT"
-[http]
-listen = "127.0.0.1:$HTTP_PORT"
-[ingest]
-min_report_period = "0s"
-[cloud_metrics]
-period = "300s"
-EOF
+bench_config "$DATA" "$MQTT_PORT" "$HTTP_PORT" 300s >"$WORK/warden.toml"
 # The same with cloud-side metrics every 5 s, for the check of their cost (step 5).
 sed 's/^period = "300s"/period = "5s"/' "$WORK/warden.toml" >"$WORK/warden-cloud5s.toml"
 EXTRA=$WORK/extra.json

@@ -32,15 +32,8 @@ SIM=$ROOT/target/release/examples/sim
 WORK=$(mktemp -d /tmp/warden-sim-bench.XXXXXX)
 SERVER_PID=
 T_START=$SECONDS
-
-log() { echo "[sim-bench $(date +%T)] $*" >&2; }
-die() { log "FATAL: $*"; exit 1; }
-cleanup() {
-  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
-  if [ "${KEEP:-0}" = 1 ]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+BENCH_NAME=sim-bench
+. "$BENCH/lib.sh"
 
 # One socket per device connection in the simulator and in the server, plus their files.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
@@ -62,18 +55,11 @@ fi
 DATA=$WORK/data
 MQTT_PORT=$(free_port)
 HTTP_PORT=$(free_port)
-cat >"$WORK/warden.toml" <<EOF
-data_dir = "$DATA"
-[mqtt]
-listen = "127.0.0.1:$MQTT_PORT"
-[http]
-listen = "127.0.0.1:$HTTP_PORT"
-[ingest]
-min_report_period = "0s"
-EOF
+bench_config "$DATA" "$MQTT_PORT" "$HTTP_PORT" >"$WORK/warden.toml"
 log "starting warden (mqtt $MQTT_PORT, http $HTTP_PORT)"
 "$WARDEN" server --config "$WORK/warden.toml" >"$WORK/server.out" 2>"$WORK/server.err" &
 SERVER_PID=$!
+PIDS+=("$SERVER_PID")
 end=$((SECONDS + 120))
 until curl -sf "http://127.0.0.1:$HTTP_PORT/health" >/dev/null 2>&1; do
   kill -0 "$SERVER_PID" 2>/dev/null || die "server exited: $(tail -5 "$WORK/server.err")"
