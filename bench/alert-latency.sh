@@ -77,27 +77,9 @@ esac
 [ -n "${WARDEN_BIN:-}" ] && BUILT_FROM="$BUILT_FROM; server binary $WARDEN_BIN"
 log "binaries: $WARDEN $LOADGEN ($BUILT_FROM)"
 
-busy_pct() { # CPU use of the whole machine over 3 s, in % of one core
-  python3 - <<'EOF'
-import time
-def busy():
-    v = [int(x) for x in open("/proc/stat").readline().split()[1:9]]
-    return sum(v) - v[3] - v[4]
-a = busy(); time.sleep(3); print(round((busy() - a) / 3))
-EOF
-}
+# What wait_quiet saw goes into the table's header.
 BUSY_BEFORE=()
-wait_quiet() { # phase-name
-  local end=$((SECONDS + ${QUIET_WAIT:-300})) busy
-  while :; do
-    busy=$(busy_pct)
-    [ "$busy" -lt 25 ] && break
-    [ $SECONDS -ge $end ] && { log "machine still busy (${busy}% of a core); measuring $1 anyway"; break; }
-    log "machine busy (${busy}% of a core used by other processes); waiting before $1"
-    sleep 10
-  done
-  BUSY_BEFORE+=("$1=$busy%")
-}
+record_quiet() { BUSY_BEFORE+=("$1=$2%"); }
 
 # ------------------------------------------------------------------------- server set-up
 DATA=$WORK/data
@@ -107,22 +89,6 @@ HTTP_PORT=$(free_port)
 WEBHOOK_PORT=$(free_port)
 bench_config "$DATA" "$MQTT_PORT" "$HTTP_PORT" 300s >"$WORK/warden.toml"
 
-SERVER_PID=
-start_server() { # log-name
-  "$WARDEN" server --config "$WORK/warden.toml" >"$WORK/$1.out" 2>"$WORK/$1.err" &
-  SERVER_PID=$!
-  PIDS+=("$SERVER_PID")
-  local end=$((SECONDS + 300))
-  until curl -sf "http://127.0.0.1:$HTTP_PORT/health" >/dev/null 2>&1; do
-    kill -0 "$SERVER_PID" 2>/dev/null || die "server exited: $(tail -5 "$WORK/$1.err")"
-    [ $SECONDS -le $end ] || die "server did not start in 300 s"
-    sleep 0.05
-  done
-}
-stop_server() {
-  kill -TERM "$SERVER_PID" 2>/dev/null
-  wait "$SERVER_PID" 2>/dev/null
-}
 api() { # method path [body] -> dies unless 2xx
   local code
   code=$(curl -s -o "$WORK/api.out" -w '%{http_code}' -X "$1" -H "Authorization: Bearer $(cat "$DATA/api-token")" \

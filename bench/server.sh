@@ -65,21 +65,11 @@ WORK=$(mktemp -d /tmp/warden-server-bench.XXXXXX)
 T_START=$SECONDS
 BENCH_NAME=server-bench
 . "$BENCH/lib.sh"
-now_ms() { date +%s%3N; }
 
 # 10k devices: one socket each in the generator and in the broker, plus the broker's files.
 ulimit -Hn 200000 2>/dev/null; ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" -gt $((DEVICES + 1000)) ] || die "open-file limit $(ulimit -n) is too low for $DEVICES devices"
 
-busy_pct() { # CPU use of the whole machine over 3 s, in % of one core
-  python3 - <<'EOF'
-import time
-def busy():
-    v = [int(x) for x in open("/proc/stat").readline().split()[1:9]]
-    return sum(v) - v[3] - v[4]
-a = busy(); time.sleep(3); print(round((busy() - a) / 3))
-EOF
-}
 
 cd "$ROOT" || die "no repo"
 # SRC=head (default) builds the committed HEAD, plus this benchmark's own files from the working
@@ -169,39 +159,8 @@ EOF
 }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
-SERVER_PID=
-start_server() { # log-name [config] -> sets SERVER_PID, records the start time in ms
-  local t0; t0=$(now_ms)
-  "$WARDEN" server --config "${2:-$WORK/warden.toml}" >"$WORK/$1.out" 2>"$WORK/$1.err" &
-  SERVER_PID=$!
-  PIDS+=("$SERVER_PID")
-  local end=$((SECONDS + 300))
-  until curl -sf "http://127.0.0.1:$HTTP_PORT/health" >/dev/null 2>&1; do
-    kill -0 "$SERVER_PID" 2>/dev/null || die "server exited: $(tail -5 "$WORK/$1.err")"
-    [ $SECONDS -le $end ] || die "server did not start in 300 s"
-    sleep 0.05
-  done
-  START_MS=$(($(now_ms) - t0))
-}
-stop_server() {
-  local t0; t0=$(now_ms)
-  kill -TERM "$SERVER_PID" 2>/dev/null
-  wait "$SERVER_PID" 2>/dev/null
-  STOP_MS=$(($(now_ms) - t0))
-}
-
-# The machine is shared (builds, tests): measure when it is quiet, or say that it was not.
-wait_quiet() { # phase-name: waits up to QUIET_WAIT s for < 25% of a core used, records what it saw
-  local end=$((SECONDS + ${QUIET_WAIT:-300})) busy
-  while :; do
-    busy=$(busy_pct)
-    [ "$busy" -lt 25 ] && break
-    [ $SECONDS -ge $end ] && { log "machine still busy (${busy}% of a core); measuring $1 anyway"; break; }
-    log "machine busy (${busy}% of a core used by other processes); waiting before $1"
-    sleep 10
-  done
-  extra "busy_before_$1_pct" "$busy"
-}
+# What wait_quiet saw goes into the results.
+record_quiet() { extra "busy_before_$1_pct" "$2"; }
 extra built_from "\"$BUILT_FROM\""
 
 wait_quiet start

@@ -30,7 +30,6 @@ SPEEDUP=${SPEEDUP:-5}
 WARDEN=$ROOT/target/release/warden
 SIM=$ROOT/target/release/examples/sim
 WORK=$(mktemp -d /tmp/warden-sim-bench.XXXXXX)
-SERVER_PID=
 T_START=$SECONDS
 BENCH_NAME=sim-bench
 . "$BENCH/lib.sh"
@@ -57,15 +56,7 @@ MQTT_PORT=$(free_port)
 HTTP_PORT=$(free_port)
 bench_config "$DATA" "$MQTT_PORT" "$HTTP_PORT" >"$WORK/warden.toml"
 log "starting warden (mqtt $MQTT_PORT, http $HTTP_PORT)"
-"$WARDEN" server --config "$WORK/warden.toml" >"$WORK/server.out" 2>"$WORK/server.err" &
-SERVER_PID=$!
-PIDS+=("$SERVER_PID")
-end=$((SECONDS + 120))
-until curl -sf "http://127.0.0.1:$HTTP_PORT/health" >/dev/null 2>&1; do
-  kill -0 "$SERVER_PID" 2>/dev/null || die "server exited: $(tail -5 "$WORK/server.err")"
-  [ $SECONDS -le $end ] || die "server did not start in 120 s"
-  sleep 0.1
-done
+start_server server
 
 # One phase: runs the simulator, samples /proc every second, prints one JSON line.
 cat >"$WORK/phase.py" <<'EOF'
@@ -226,7 +217,7 @@ for phase in $PHASES; do
   tail -1 "$WORK/phases.jsonl" >&2
   kill -0 "$SERVER_PID" 2>/dev/null || die "the server died: $(tail -5 "$WORK/server.err")"
 done
-kill -TERM "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; SERVER_PID=
+stop_server
 server_warnings=$(grep -cE " WARN | ERROR |panicked" "$WORK/server.err")
 
 python3 - "$WORK/phases.jsonl" "$server_warnings" "$((SECONDS - T_START))" <<'EOF'
