@@ -5,14 +5,13 @@
 //! `(true, acc)` to let rmqtt's default apply. Which hook is used for what is dictated by traps
 //! in rmqtt 0.24 (notes §1.3); each is named next to the code that avoids it.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use rmqtt::codec::v5::SubscribeAckReason;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
 use rmqtt::session::Session;
-use rmqtt::types::{AuthResult, ConnectInfo, Id, LastWill, PublishAclResult, SubscribeAclResult};
+use rmqtt::types::{AuthResult, ConnectInfo, HashMap, Id, LastWill, PublishAclResult, SubscribeAclResult};
 use tokio::sync::Notify;
 
 use crate::events::{Counters, EventSink};
@@ -25,7 +24,8 @@ pub(crate) struct State {
     /// Live sessions by rmqtt session id. Filled in `ClientConnected` (before the CONNACK is
     /// written, so before the client can send anything) and emptied in `ClientDisconnected`.
     /// A std `RwLock`: read on every PUBLISH, SUBSCRIBE and delivery, written twice per session,
-    /// never held across an `.await`.
+    /// never held across an `.await`. Hashed with rmqtt's aHash: an `Id` is several fields
+    /// (addresses, client id, the SDK's long username), hashed three times per report.
     pub(crate) sessions: RwLock<HashMap<Id, Arc<Identity>>>,
     /// Signalled whenever a session leaves `sessions`; shutdown waits on it.
     pub(crate) session_left: Notify,

@@ -71,7 +71,7 @@ fn profile() -> aws::SecurityProfile {
 }
 
 fn report(at_ms: i64, misbehaving: bool) -> Vec<Datapoint> {
-    let point = |metric: &str, value: MetricValue| Datapoint {
+    let point = |metric: &'static str, value: MetricValue| Datapoint {
         metric: metric.into(),
         dimension: None,
         timestamp_ms: at_ms,

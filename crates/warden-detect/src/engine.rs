@@ -12,6 +12,7 @@
 //! thing is deleted. Every path yields exactly one event per alarm, so the owner's active
 //! violations mirror the engine's.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::str::FromStr;
@@ -98,8 +99,9 @@ impl<F: FnMut() -> ViolationId> ViolationIds for F {
 /// One observation of one metric of a thing, as the server stores it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Datapoint {
-    /// `aws:...` or a custom metric name.
-    pub metric: String,
+    /// `aws:...` or a custom metric name (borrowed for the catalogue's, so copying a
+    /// datapoint from ingest allocates no name).
+    pub metric: Cow<'static, str>,
     /// The dimension the server counted this series for; `None` for the undivided metric.
     pub dimension: Option<MetricDimension>,
     /// When the value was measured (the report's arrival, the end of a cloud-side period).

@@ -27,6 +27,7 @@
 //!
 //! A certificate that stops being usable has its live sessions dropped at once.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -630,10 +631,12 @@ impl Authorizer {
     }
 
     /// The thing a live session acts as (for cloud-side metrics); the CN if unknown.
-    pub fn thing_of(&self, id: &Identity) -> String {
+    /// Borrowed from `id` unless the client id names another (attached) thing: this runs for
+    /// every message.
+    pub fn thing_of<'a>(&self, id: &'a Identity) -> Cow<'a, str> {
         match &self.view(id).outcome {
-            Ok(resolved) => resolved.thing.to_string(),
-            Err(_) => id.thing.clone(),
+            Ok(resolved) if *resolved.thing != *id.thing => Cow::Owned(resolved.thing.to_string()),
+            _ => Cow::Borrowed(&id.thing),
         }
     }
 

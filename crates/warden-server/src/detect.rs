@@ -129,7 +129,7 @@ impl Detection {
         }
         let watched = self.watched.read().expect("watched lock").clone();
         let points: Vec<Datapoint> =
-            points.iter().filter(|d| watched.contains(&d.metric)).map(undivided).collect();
+            points.iter().filter(|d| watched.contains(&*d.metric)).map(undivided).collect();
         if points.is_empty() {
             return;
         }

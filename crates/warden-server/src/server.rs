@@ -139,7 +139,7 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
                     }
                 }
                 _ = tick.tick() => {
-                    let connected = events_broker.sessions().iter().map(|s| (events_authz.thing_of(s), s.remote_addr.ip())).collect::<Vec<_>>();
+                    let connected = events_broker.sessions().iter().map(|s| (events_authz.thing_of(s).into_owned(), s.remote_addr.ip())).collect::<Vec<_>>();
                     let now_ms = events_state.now_ms();
                     let period = cloud.flush(connected, now_ms);
                     // Evaluated and stored off the event path: with many things this is large,

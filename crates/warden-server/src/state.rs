@@ -247,7 +247,7 @@ impl AppState {
         }
         let metrics = points
             .iter()
-            .map(|p| (p.metric.clone(), serde_json::to_value(&p.value).unwrap_or(Value::Null)))
+            .map(|p| (p.metric.to_string(), serde_json::to_value(&p.value).unwrap_or(Value::Null)))
             .collect();
         Some(LiveEvent::Report { thing: thing.to_owned(), timestamp: now_ms as f64 / 1000.0, metrics })
     }

@@ -15,7 +15,7 @@ const T0: i64 = 1_767_225_600_000;
 
 fn datapoint(task: usize, i: usize) -> Datapoint {
     Datapoint {
-        thing: format!("dev-{task}"),
+        thing: format!("dev-{task}").into(),
         metric: "aws:all-bytes-out".into(),
         dimension: None,
         timestamp_ms: T0 + i64::try_from(i).unwrap_or(i64::MAX),

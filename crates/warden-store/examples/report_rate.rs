@@ -20,8 +20,8 @@ const T0: i64 = 1_767_225_600_000;
 /// The ten datapoints `ingest::datapoints` makes of the load generator's report.
 fn report(thing: &str, now_ms: i64, n: u64) -> Vec<Datapoint> {
     let dp = |metric: &str, value: MetricValue| Datapoint {
-        thing: thing.to_owned(),
-        metric: metric.to_owned(),
+        thing: thing.into(),
+        metric: metric.to_owned().into(),
         dimension: None,
         timestamp_ms: now_ms,
         value,

@@ -5,9 +5,11 @@
 //! region and account. Times are milliseconds since the Unix epoch and are always given by the
 //! caller: the store never reads the clock (DESIGN.md, "Time").
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::error::StoreError;
 
@@ -199,9 +201,11 @@ pub(crate) fn check_value(value: &MetricValue) -> Result<(), StoreError> {
 /// One observation of one metric of one thing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Datapoint {
-    pub thing: String,
-    /// `aws:all-bytes-out`, another `aws:` name, or a custom metric name.
-    pub metric: String,
+    /// Shared by all the datapoints of a report (or of a thing's cloud-side period).
+    pub thing: Arc<str>,
+    /// `aws:all-bytes-out`, another `aws:` name, or a custom metric name; the catalogue's
+    /// names are borrowed, so a report's datapoints allocate no names.
+    pub metric: Cow<'static, str>,
     /// The name of a dimension (for cloud-side per-topic-filter metrics); `None` for the rest.
     pub dimension: Option<String>,
     pub timestamp_ms: i64,

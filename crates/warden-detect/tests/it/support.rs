@@ -73,11 +73,11 @@ pub fn id(n: u128) -> ViolationId {
 }
 
 pub fn dp(metric: &str, timestamp_ms: i64, value: MetricValue) -> Datapoint {
-    Datapoint { metric: metric.to_owned(), dimension: None, timestamp_ms, value }
+    Datapoint { metric: metric.to_owned().into(), dimension: None, timestamp_ms, value }
 }
 
 pub fn dp_dim(metric: &str, dimension: &MetricDimension, timestamp_ms: i64, value: MetricValue) -> Datapoint {
-    Datapoint { metric: metric.to_owned(), dimension: Some(dimension.clone()), timestamp_ms, value }
+    Datapoint { metric: metric.to_owned().into(), dimension: Some(dimension.clone()), timestamp_ms, value }
 }
 
 /// `(kind, behavior, id)` of each event, for compact assertions.

@@ -8,7 +8,7 @@ use crate::support::{NOW_MS, Paged, TestServer, collect_pages};
 fn datapoint(metric: &str, dimension: Option<&str>, minutes: i64, value: MetricValue) -> Datapoint {
     Datapoint {
         thing: "t1".into(),
-        metric: metric.into(),
+        metric: metric.to_owned().into(),
         dimension: dimension.map(str::to_owned),
         timestamp_ms: NOW_MS + minutes * 60_000,
         value,

@@ -23,6 +23,7 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -171,7 +172,7 @@ pub(crate) struct EncodedDatapoints {
 
 #[derive(Debug)]
 struct EncodedRow {
-    thing: String,
+    thing: Arc<str>,
     timestamp_ms: i64,
     /// See [`PointsBlob`].
     points: Vec<u8>,
@@ -185,7 +186,6 @@ impl EncodedDatapoints {
         let mut out = EncodedDatapoints { rows: Vec::with_capacity(1) };
         let mut value = Vec::with_capacity(32);
         for dp in datapoints {
-            names::check_thing_name(&dp.thing)?;
             names::check_metric_name("metric", &dp.metric)?;
             if let Some(dimension) = &dp.dimension {
                 names::check_metric_name("dimension", dimension)?;
@@ -210,6 +210,8 @@ impl EncodedDatapoints {
                     row
                 }
                 _ => {
+                    // Checked once per row: its datapoints share the thing.
+                    names::check_thing_name(&dp.thing)?;
                     out.rows.push(EncodedRow {
                         thing: dp.thing,
                         timestamp_ms: dp.timestamp_ms,
@@ -404,13 +406,15 @@ fn convert_table(conn: &Connection, name: &str, day: UtcDay) -> Result<u64> {
         let dimension = row.get_ref(3)?.as_str().map_err(text)?;
         let value = row.get_ref(4)?.as_str().map_err(text)?;
         let continues = current.as_ref().is_some_and(|c| {
-            c.thing == thing && c.timestamp_ms == ts_ms && !PointsBlob::contains(&c.points, metric, dimension)
+            *c.thing == *thing
+                && c.timestamp_ms == ts_ms
+                && !PointsBlob::contains(&c.points, metric, dimension)
         });
         if !continues {
             if let Some(done) = current.take() {
                 insert.execute(params![done.thing, done.timestamp_ms, done.points])?;
             }
-            current = Some(EncodedRow { thing: thing.to_owned(), timestamp_ms: ts_ms, points: Vec::new() });
+            current = Some(EncodedRow { thing: thing.into(), timestamp_ms: ts_ms, points: Vec::new() });
         }
         if let Some(c) = current.as_mut() {
             PointsBlob::push(&mut c.points, metric, dimension, value.as_bytes())?;

@@ -13,7 +13,7 @@ const DAY_MS: i64 = 86_400_000;
 const BYTES_OUT: &str = "aws:all-bytes-out";
 
 fn dp(thing: &str, metric: &str, timestamp_ms: i64, value: MetricValue) -> Datapoint {
-    Datapoint { thing: thing.to_owned(), metric: metric.to_owned(), dimension: None, timestamp_ms, value }
+    Datapoint { thing: thing.into(), metric: metric.to_owned().into(), dimension: None, timestamp_ms, value }
 }
 
 fn query(thing: &str, metric: &str, start_ms: i64, end_ms: i64) -> DatapointQuery {
@@ -192,7 +192,7 @@ async fn invalid_datapoints_and_queries() {
     check(|d| d.timestamp_ms = -1).await;
     check(|d| d.timestamp_ms = 253_402_300_800_000).await;
     check(|d| d.thing = "bad thing".into()).await;
-    check(|d| d.metric = String::new()).await;
+    check(|d| d.metric = "".into()).await;
     check(|d| d.dimension = Some(String::new())).await;
     assert!(read_all(&store, &query("t1", BYTES_OUT, 0, i64::MAX), 10).await.is_empty());
     store.append_datapoints(Vec::new()).await.unwrap();

@@ -16,7 +16,7 @@ use crate::{T0, all_pages, assert_matches, attrs, strings};
 
 fn bytes_out(thing: &str, timestamp_ms: i64, count: u64) -> Datapoint {
     Datapoint {
-        thing: thing.to_owned(),
+        thing: thing.into(),
         metric: "aws:all-bytes-out".into(),
         dimension: None,
         timestamp_ms,

@@ -14,8 +14,8 @@ const DAY_MS: i64 = 86_400_000;
 
 fn point(thing: &str, metric: &str, timestamp_ms: i64, count: u64) -> Datapoint {
     Datapoint {
-        thing: thing.to_owned(),
-        metric: metric.to_owned(),
+        thing: thing.into(),
+        metric: metric.to_owned().into(),
         dimension: None,
         timestamp_ms,
         value: MetricValue::count(count),
@@ -28,7 +28,7 @@ fn report(thing: &str, timestamp_ms: i64, n: u64) -> Vec<Datapoint> {
         point(thing, "aws:all-bytes-in", timestamp_ms, n),
         point(thing, "aws:all-bytes-out", timestamp_ms, n + 1),
         Datapoint {
-            thing: thing.to_owned(),
+            thing: thing.into(),
             metric: "aws:listening-tcp-ports".into(),
             dimension: None,
             timestamp_ms,
