@@ -91,9 +91,14 @@ fn matching_filters<'a>(index: &'a WildcardIndex, topic: &'a str) -> impl Iterat
         .iter()
         .zip(topic_prefixes(topic))
         .filter(|(by_prefix, _)| !by_prefix.is_empty())
-        .flat_map(|(by_prefix, prefix)| by_prefix.get(prefix).into_iter().flatten())
-        .map(String::as_str)
-        .filter(move |filter| filter_matches(filter, topic))
+        .flat_map(|(by_prefix, prefix)| {
+            by_prefix.get(prefix).into_iter().flatten().map(move |filter| (filter.as_str(), prefix.len()))
+        })
+        // A filter indexed under a prefix starts with the topic's own levels up to there, so
+        // only the rest is compared (for a device's `.../cbor/+`, the last level). At depth 0
+        // the prefix is empty and the whole filter is compared, with its `$` rule.
+        .filter(move |(filter, same)| filter_matches(&filter[*same..], &topic[*same..]))
+        .map(|(filter, _)| filter)
 }
 
 impl FleetRouter {
