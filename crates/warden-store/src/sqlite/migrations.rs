@@ -10,7 +10,8 @@
 //! `STRICT` so a type confusion is an error rather than silently stored. Metric datapoints are
 //! not here: they live in per-day tables created on demand (see `telemetry`). Migration 3 adds
 //! Detect: profiles, custom metrics, dimensions, violations, mitigation and alert topics;
-//! migration 4 stores datapoints a report per row (converting the tables of earlier versions).
+//! migration 4 stores datapoints a report per row (converting the tables of earlier versions);
+//! migration 5 adds the ingest log, where reports append their ingest state (see `telemetry`).
 
 use rusqlite::Connection;
 
@@ -301,6 +302,20 @@ CREATE TABLE alert_subscriptions (
         // are converted and dropped, and with them the last use of the series table.
         convert: Some(super::telemetry::convert_series_tables),
         sql: "DROP TABLE metric_series;",
+    },
+    Migration {
+        name: "ingest log",
+        convert: None,
+        sql: r#"
+-- Each accepted report appends its thing's new ingest state here instead of updating
+-- ingest_state, and the writer folds the log into ingest_state about once a second (see
+-- `telemetry`). A rowid table with no index: every append lands on the last page.
+CREATE TABLE ingest_log (
+    thing          TEXT NOT NULL,
+    last_report_id INTEGER NOT NULL,
+    accepted_at_ms INTEGER NOT NULL
+) STRICT;
+"#,
     },
 ];
 

@@ -9,9 +9,12 @@
 //! Durability, concretely: a write's future resolves `Ok` only after the transaction holding it
 //! has committed and its WAL frames were fsynced. For ingest that means: when the server answers
 //! a report on `/accepted`, the thing's ingest state and every datapoint of the report are on
-//! disk ([`Store::record_report`] writes them in one job, so it is both or neither). A write that
-//! was queued but not yet committed when the process dies is lost, and its caller was never
-//! told otherwise; [`SqliteStore::close`] commits everything queued before the file is closed.
+//! disk ([`Store::record_report`] writes them in one job, so it is both or neither). The state
+//! is appended to a log that the writer folds into the per-thing table about once a second, and
+//! reads see through the log: updating the table for every report cost a WAL page per report
+//! (see `telemetry`). A write that was queued but not yet committed when the process dies is
+//! lost, and its caller was never told otherwise; [`SqliteStore::close`] commits everything
+//! queued before the file is closed.
 
 mod alerts;
 mod checkpoint;
@@ -174,6 +177,14 @@ impl SqliteStore {
         .map_err(|e| StoreError::Database(format!("cannot wait for the writer: {e}")))?;
         self.readers.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
         joined.map_err(|_| StoreError::Database("the writer thread panicked".into()))
+    }
+
+    /// Folds the ingest log into the ingest state table now, as the writer otherwise does about
+    /// once a second under ingest: for tests that check reads are the same on either side of a
+    /// fold.
+    #[doc(hidden)]
+    pub async fn fold_ingest_log(&self) -> Result<()> {
+        self.write_with(telemetry::fold_ingest_log).await
     }
 
     /// Runs `work` in a read transaction on a reader connection, off the async threads.

@@ -136,7 +136,9 @@ pub(crate) fn delete_thing(conn: &Connection, name: &str, expected_version: Opti
     }
     // Attributes and group memberships go with the row (ON DELETE CASCADE).
     conn.prepare_cached("DELETE FROM things WHERE id = ?1")?.execute([id])?;
+    // Both places a state can be, or a state not yet folded would come back with the log.
     conn.prepare_cached("DELETE FROM ingest_state WHERE thing = ?1")?.execute([name])?;
+    conn.prepare_cached("DELETE FROM ingest_log WHERE thing = ?1")?.execute([name])?;
     Ok(())
 }
 

@@ -18,11 +18,20 @@
 //! in `datapoints_YYYYMMDD`, series in `metric_series`) are converted by migration 4
 //! ([`convert_series_tables`]).
 //!
-//! The writer thread remembers which day tables exist in a [`WriteCache`], so a report costs
-//! its two statements and nothing else.
+//! Ingest state is written the same way, for the same reason. Updating a thing's row of
+//! `ingest_state` (keyed by thing name) for every report dirtied one page of that table per
+//! report, at a random place, and every commit wrote all of them to the WAL. So a report appends
+//! its new state to `ingest_log` instead (a rowid table without index: appends land on its last
+//! page), and the writer thread folds the log into `ingest_state` about once a second
+//! ([`fold_ingest_log`]), which dirties each page of `ingest_state` once per fold rather than
+//! once per report. Readers take the greater (by report id) of a thing's row and its log rows,
+//! so the log never shows: a state is the same before and after a fold.
+//!
+//! The writer thread remembers which day tables exist, and whether the log may hold rows, in a
+//! [`WriteCache`], so a report costs its two statements and nothing else.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, btree_map};
 use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -43,23 +52,57 @@ fn table_name(day: UtcDay) -> String {
 // ---------------------------------------------------------------------------------------------
 // Ingest state
 
+/// The thing's state: its `ingest_state` row or a row of the log, whichever has the greater
+/// report id, preferring on a tie what a fold would keep (the table's row, else the first
+/// logged). The log holds about a second of reports and has no index, so this scans it.
 pub(crate) fn ingest_state(conn: &Connection, thing: &str) -> Result<Option<IngestState>> {
     Ok(conn
-        .prepare_cached("SELECT last_report_id, accepted_at_ms FROM ingest_state WHERE thing = ?1")?
+        .prepare_cached(
+            "SELECT last_report_id, accepted_at_ms FROM (
+                 SELECT last_report_id, accepted_at_ms, -1 AS seq FROM ingest_state WHERE thing = ?1
+                 UNION ALL
+                 SELECT last_report_id, accepted_at_ms, rowid AS seq FROM ingest_log WHERE thing = ?1
+             )
+             ORDER BY last_report_id DESC, seq
+             LIMIT 1",
+        )?
         .query_row([thing], |row| {
             Ok(IngestState { last_report_id: row.get(0)?, accepted_at_ms: row.get(1)? })
         })
         .optional()?)
 }
 
+/// Every thing's state, ordered by thing, the log applied over the table as a fold would.
 pub(crate) fn all_ingest_states(conn: &Connection) -> Result<Vec<(String, IngestState)>> {
-    let mut statement = conn.prepare("SELECT thing, last_report_id, accepted_at_ms FROM ingest_state")?;
-    let rows = statement.query_map([], |row| {
+    let state = |row: &rusqlite::Row<'_>| -> rusqlite::Result<(String, IngestState)> {
         Ok((row.get(0)?, IngestState { last_report_id: row.get(1)?, accepted_at_ms: row.get(2)? }))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    };
+    let mut states = BTreeMap::new();
+    let mut table = conn.prepare("SELECT thing, last_report_id, accepted_at_ms FROM ingest_state")?;
+    for row in table.query_map([], state)? {
+        let (thing, state) = row?;
+        states.insert(thing, state);
+    }
+    let mut log =
+        conn.prepare("SELECT thing, last_report_id, accepted_at_ms FROM ingest_log ORDER BY rowid")?;
+    for row in log.query_map([], state)? {
+        let (thing, logged) = row?;
+        match states.entry(thing) {
+            btree_map::Entry::Vacant(slot) => {
+                slot.insert(logged);
+            }
+            btree_map::Entry::Occupied(mut known) => {
+                if logged.last_report_id > known.get().last_report_id {
+                    known.insert(logged);
+                }
+            }
+        }
+    }
+    Ok(states.into_iter().collect())
 }
 
+/// The direct API, rare: an upsert into the table, which the log's rows still override when
+/// their report id is greater.
 pub(crate) fn set_ingest_state(conn: &Connection, thing: &str, state: IngestState) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO ingest_state (thing, last_report_id, accepted_at_ms) VALUES (?1, ?2, ?3)
@@ -71,6 +114,36 @@ pub(crate) fn set_ingest_state(conn: &Connection, thing: &str, state: IngestStat
     Ok(())
 }
 
+/// Appends a report's state to the log (the ingest hot path; see the module doc).
+fn log_ingest_state(cx: &mut WriteContext<'_>, thing: &str, state: IngestState) -> Result<()> {
+    cx.conn
+        .prepare_cached("INSERT INTO ingest_log (thing, last_report_id, accepted_at_ms) VALUES (?1, ?2, ?3)")?
+        .execute(params![thing, state.last_report_id, state.accepted_at_ms])?;
+    cx.cache.ingest_log_empty = false;
+    Ok(())
+}
+
+/// Moves the log into `ingest_state`, keeping per thing the greatest report id (the first
+/// logged on a tie, and the table's row against a log row with the same id), and empties it.
+/// Things are upserted in order, so the fold walks the table's B-tree once. (`WHERE true`:
+/// SQLite's grammar needs it before an upsert clause after a SELECT.)
+pub(crate) fn fold_ingest_log(cx: &mut WriteContext<'_>) -> Result<()> {
+    cx.conn
+        .prepare_cached(
+            "INSERT INTO ingest_state (thing, last_report_id, accepted_at_ms)
+             SELECT thing, last_report_id, accepted_at_ms FROM ingest_log WHERE true
+             ORDER BY thing, rowid
+             ON CONFLICT (thing) DO UPDATE
+             SET last_report_id = excluded.last_report_id, accepted_at_ms = excluded.accepted_at_ms
+             WHERE excluded.last_report_id > ingest_state.last_report_id",
+        )?
+        .execute([])?;
+    // Without a WHERE clause SQLite drops the table's pages whole rather than row by row.
+    cx.conn.prepare_cached("DELETE FROM ingest_log")?.execute([])?;
+    cx.cache.ingest_log_empty = true;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Datapoints
 
@@ -78,17 +151,21 @@ pub(crate) fn set_ingest_state(conn: &Connection, thing: &str, state: IngestStat
 ///
 /// Only the writer creates and drops day tables, so an entry stays true as long as the
 /// transaction that created the table commits. The writer clears the cache whenever a job or a
-/// batch fails (a rollback may have undone a table it remembers), and retention forgets the day
-/// tables it drops.
+/// batch fails (a rollback may have undone a table it remembers, or a fold), and retention
+/// forgets the day tables it drops.
 #[derive(Debug, Default)]
 pub(crate) struct WriteCache {
     /// The insert statement of each day table known to exist.
     days: HashMap<UtcDay, String>,
+    /// Whether `ingest_log` is known to be empty (folded, and not written since), so the writer
+    /// need not fold it. `false` when not known, as at the start: a crash may have left rows.
+    pub(crate) ingest_log_empty: bool,
 }
 
 impl WriteCache {
     pub(crate) fn clear(&mut self) {
         self.days.clear();
+        self.ingest_log_empty = false;
     }
 
     /// The insert statement of the day table of `day`, which is created if needed.
@@ -257,15 +334,15 @@ pub(crate) fn append_datapoints(cx: &mut WriteContext<'_>, datapoints: &EncodedD
     Ok(())
 }
 
-/// One accepted report: the thing's new ingest state and the report's datapoints, in the job's
-/// one savepoint, so both are stored or neither.
+/// One accepted report: the thing's new ingest state (appended to the log) and the report's
+/// datapoints, in the job's one savepoint, so both are stored or neither.
 pub(crate) fn record_report(
     cx: &mut WriteContext<'_>,
     thing: &str,
     state: IngestState,
     datapoints: &EncodedDatapoints,
 ) -> Result<()> {
-    set_ingest_state(cx.conn, thing, state)?;
+    log_ingest_state(cx, thing, state)?;
     append_datapoints(cx, datapoints)
 }
 

@@ -24,8 +24,16 @@
 //! rolled back and each of its jobs run again in its own savepoint, as any other job.
 //!
 //! The thread also keeps what it learnt about the database in [`WriteCache`] (the day tables
-//! that exist), so that a report's datapoints are inserted without looking anything up.
-//! Whatever a failed job or batch may have rolled back is forgotten with the whole cache.
+//! that exist, whether the ingest log may hold rows), so that a report's datapoints are inserted
+//! without looking anything up. Whatever a failed job or batch may have rolled back is
+//! forgotten with the whole cache.
+//!
+//! Reports append their ingest state to a log rather than update each thing's row, because
+//! the updates dirtied a page per report for the WAL (see `telemetry`). The thread folds that
+//! log into the table at most every [`FOLD_INTERVAL`], at the end of a batch, in the batch's
+//! transaction just before its commit: under its own savepoint, so that a fold that fails is
+//! rolled back and logged, and the batch commits without it (the log is kept and folded next
+//! time). It also folds at shutdown, so a store closed cleanly reopens with an empty log.
 //!
 //! Shutdown: the thread runs until every sender is gone (the `SqliteStore` is dropped) or it
 //! receives [`Message::Close`] (`SqliteStore::close`). Either way, jobs still queued at that
@@ -37,7 +45,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use super::telemetry::WriteCache;
+use super::telemetry::{self, WriteCache};
 use crate::error::{Result, StoreError};
 
 /// The most jobs committed in one transaction. Bounds the latency a job adds to the others of
@@ -50,6 +58,14 @@ pub(crate) const MAX_BATCH: usize = 1000;
 /// commits leaves more for the rest), for a reply p50 at 1,000 reports/s of 3.8 ms instead of
 /// 2.1 ms (bench/RESULTS.md).
 const COMMIT_INTERVAL: Duration = Duration::from_millis(5);
+
+/// The longest the ingest log goes unfolded while reports keep coming. A fold dirties each page
+/// of `ingest_state` that holds a thing which reported since the last, once, where updating the
+/// table per report dirtied up to a page per report in every commit: with 10,000 things
+/// reporting once a second, about a hundred pages a second instead of thousands. Folding less
+/// often would save little more, and this keeps the log, which reads scan, to about a second
+/// of reports.
+const FOLD_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A write as the writer thread sees it: type-erased so one channel carries every operation.
 pub(crate) type Job = Box<dyn WriteJob>;
@@ -193,6 +209,12 @@ fn wait_before_commit(last_shared_commit: Option<Instant>, now: Instant) -> Opti
     COMMIT_INTERVAL.checked_sub(since).filter(|wait| !wait.is_zero())
 }
 
+/// Whether a batch should fold the ingest log before it commits: when the log may hold rows
+/// and the last fold (or attempt) was [`FOLD_INTERVAL`] ago or more.
+fn fold_due(log_empty: bool, last_fold: Instant, now: Instant) -> bool {
+    !log_empty && now.saturating_duration_since(last_fold) >= FOLD_INTERVAL
+}
+
 /// The writer thread's body: batches jobs until the channel is closed (or `Close` arrives) and
 /// drained.
 pub(crate) fn run(mut conn: Connection, mut queue: mpsc::Receiver<Message>) {
@@ -201,6 +223,9 @@ pub(crate) fn run(mut conn: Connection, mut queue: mpsc::Receiver<Message>) {
     let mut closing = false;
     // When the last batch started committing, if it had company.
     let mut last_shared_commit: Option<Instant> = None;
+    // When the ingest log was last folded, or a fold was tried. Not at once at start: a log
+    // left by a crash is read correctly meanwhile.
+    let mut last_fold = Instant::now();
     while !closing {
         match queue.blocking_recv() {
             Some(Message::Job(job)) => batch.push(job),
@@ -236,8 +261,13 @@ pub(crate) fn run(mut conn: Connection, mut queue: mpsc::Receiver<Message>) {
         if batch.is_empty() {
             continue;
         }
-        last_shared_commit = (batch.len() > 1).then(Instant::now);
-        let committed = run_batch(&mut conn, &mut cache, &mut batch);
+        let now = Instant::now();
+        last_shared_commit = (batch.len() > 1).then_some(now);
+        let fold = fold_due(cache.ingest_log_empty, last_fold, now);
+        if fold {
+            last_fold = now;
+        }
+        let committed = run_batch(&mut conn, &mut cache, &mut batch, fold);
         if committed.is_err() {
             cache.clear();
         }
@@ -245,9 +275,15 @@ pub(crate) fn run(mut conn: Connection, mut queue: mpsc::Receiver<Message>) {
             job.finish(&committed);
         }
     }
+    if !cache.ingest_log_empty
+        && let Err(e) = run_batch(&mut conn, &mut cache, &mut [], true)
+    {
+        tracing::warn!(error = %e, "cannot fold the ingest log at shutdown; it is folded after the next start");
+    }
 }
 
-fn run_batch(conn: &mut Connection, cache: &mut WriteCache, batch: &mut [Job]) -> Result<()> {
+/// Runs `batch` in one transaction, and if `fold`, folds the ingest log at the end of it.
+fn run_batch(conn: &mut Connection, cache: &mut WriteCache, batch: &mut [Job], fold: bool) -> Result<()> {
     // IMMEDIATE takes the write lock now, so a busy database (another process) shows up as one
     // wait here rather than as a failure in the middle of the batch.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -262,8 +298,26 @@ fn run_batch(conn: &mut Connection, cache: &mut WriteCache, batch: &mut [Job]) -
         }
         rest = later;
     }
+    if fold {
+        fold_ingest_log(&tx, cache)?;
+    }
     tx.commit()?;
     Ok(())
+}
+
+/// Folds the ingest log under a savepoint. A failed fold is rolled back and logged, and does
+/// not fail the batch; only a rollback that fails, or SQLite rolling back the whole
+/// transaction by itself (I/O error, disk full), does, since the batch's writes are gone then.
+fn fold_ingest_log(tx: &Connection, cache: &mut WriteCache) -> Result<()> {
+    let mut savepoint = Savepoint::new(tx)?;
+    match telemetry::fold_ingest_log(&mut WriteContext { conn: &savepoint, cache }) {
+        Ok(()) => savepoint.release()?,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot fold the ingest log; it is kept and folded later");
+            savepoint.undo()?;
+        }
+    }
+    check_open(tx)
 }
 
 /// Runs repeatable `jobs` under one savepoint. `false` if one failed: then none of their writes
@@ -369,5 +423,21 @@ mod tests {
         assert_eq!(wait_before_commit(Some(now - ms(1)), now), Some(COMMIT_INTERVAL - ms(1)));
         assert_eq!(wait_before_commit(Some(now - COMMIT_INTERVAL), now), None);
         assert_eq!(wait_before_commit(Some(now - ms(50)), now), None);
+    }
+
+    #[test]
+    fn the_ingest_log_is_folded_at_most_every_interval_and_only_if_it_may_hold_rows() {
+        let last_fold = Instant::now();
+        let after = |d: Duration| last_fold + d;
+        let ms = Duration::from_millis;
+        assert!(!fold_due(false, last_fold, after(Duration::ZERO)));
+        assert!(!fold_due(false, last_fold, after(FOLD_INTERVAL - ms(1))));
+        assert!(fold_due(false, last_fold, after(FOLD_INTERVAL)));
+        assert!(fold_due(false, last_fold, after(ms(60_000))));
+        // Known to be empty: nothing to fold, however long ago the last fold was.
+        assert!(!fold_due(true, last_fold, after(FOLD_INTERVAL)));
+        assert!(!fold_due(true, last_fold, after(ms(60_000))));
+        // A last fold after `now` (which a monotonic clock never shows) is simply not due.
+        assert!(!fold_due(false, after(ms(1)), last_fold));
     }
 }
