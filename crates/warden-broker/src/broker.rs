@@ -5,7 +5,8 @@
 //! load cache we disable), so tests can run several brokers in one process.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -115,6 +116,8 @@ impl Broker {
             session_left: tokio::sync::Notify::new(),
             events: EventSink::new(tx, config.published_backpressure),
             counters: Counters::default(),
+            system_delivery_events: AtomicBool::new(true),
+            system_deliveries: Mutex::default(),
         });
         let hooks = scx.extends.hook_mgr().register();
         for typ in [
@@ -254,6 +257,21 @@ impl Broker {
     /// The identities of the live sessions.
     pub fn sessions(&self) -> Vec<Arc<Identity>> {
         self.state.live_sessions().into_iter().map(|(_, identity)| identity).collect()
+    }
+
+    /// Whether deliveries of this broker's own messages ([`Broker::publish`]) are sent as
+    /// [`BrokerEvent::Delivered`] events (the default), or only counted per session for
+    /// [`Broker::take_system_deliveries`]. Events carry the topic; counts are cheaper.
+    pub fn set_system_delivery_events(&self, on: bool) {
+        self.state.system_delivery_events.store(on, Ordering::Relaxed);
+    }
+
+    /// How many of this broker's own messages were delivered to each session since the last
+    /// call, while [`Broker::set_system_delivery_events`] was off; the counts restart at zero.
+    /// Sessions that have ended since are included.
+    pub fn take_system_deliveries(&self) -> Vec<(Arc<Identity>, u64)> {
+        let mut counts = self.state.system_deliveries.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::take(&mut *counts).into_values().collect()
     }
 
     /// Counters since start.

@@ -5,7 +5,8 @@
 //! `(true, acc)` to let rmqtt's default apply. Which hook is used for what is dictated by traps
 //! in rmqtt 0.24 (notes §1.3); each is named next to the code that avoids it.
 
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 use rmqtt::codec::v5::SubscribeAckReason;
@@ -31,6 +32,16 @@ pub(crate) struct State {
     pub(crate) session_left: Notify,
     pub(crate) events: EventSink,
     pub(crate) counters: Counters,
+    /// Whether the server's own messages (`Broker::publish`: report replies, MQTT alerts)
+    /// delivered to a session are sent as [`BrokerEvent::Delivered`] events; otherwise they are
+    /// only counted per session in `system_deliveries`. One reply per report made these half of
+    /// all events, and the server's one event consumer was the bottleneck past its knee.
+    pub(crate) system_delivery_events: AtomicBool,
+    /// The server's messages delivered per session since the last
+    /// [`Broker::take_system_deliveries`](crate::Broker::take_system_deliveries), by the
+    /// address of the session's identity (kept alive by the entry, so never reused meanwhile).
+    /// Entries of sessions that have ended stay until taken.
+    pub(crate) system_deliveries: Mutex<HashMap<usize, (Arc<Identity>, u64)>>,
 }
 
 impl State {
@@ -214,7 +225,15 @@ impl Handler for Hooks {
                 (false, Some(HookResult::MessageExpiry))
             }
 
-            Parameter::MessageDelivered(session, _from, publish) => {
+            Parameter::MessageDelivered(session, from, publish) => {
+                if from.is_system() && !state.system_delivery_events.load(Ordering::Relaxed) {
+                    if let Some(identity) = state.identity(session) {
+                        let mut counts = state.system_deliveries.lock().unwrap_or_else(|p| p.into_inner());
+                        let key = Arc::as_ptr(&identity) as usize;
+                        counts.entry(key).or_insert_with(|| (identity, 0)).1 += 1;
+                    }
+                    return (true, acc);
+                }
                 if let Some(identity) = state.identity(session) {
                     let event = BrokerEvent::Delivered {
                         identity,

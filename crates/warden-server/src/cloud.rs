@@ -14,6 +14,11 @@
 //! matching one of its filters; `NOT_IN`: matching none). Only the series some behavior uses are
 //! counted, [`DimensionSeries`] set by detection at each period's start. Pure: events and `now`
 //! in, datapoints out.
+//!
+//! The server's own messages to a thing (one reply per report) are not events unless a series
+//! needs their topics ([`CloudMetrics::needs_delivery_topics`]): the broker counts them per
+//! session and the server adds the counts at the period's end ([`CloudMetrics::count_received`]).
+//! Every report was otherwise two events for the one task that consumes them all.
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
@@ -120,11 +125,26 @@ impl CloudMetrics {
 
     /// The dimension series to count from now on. Counts of the series before are dropped:
     /// a behavior added mid-period sees a partial first period, as after a restart.
-    pub fn set_series(&mut self, series: Arc<Vec<DimensionSeries>>) {
-        if !Arc::ptr_eq(&self.series, &series) {
-            self.things.values_mut().for_each(|c| c.series.clear());
-            self.series = series;
+    /// `true` if they changed.
+    pub fn set_series(&mut self, series: Arc<Vec<DimensionSeries>>) -> bool {
+        if Arc::ptr_eq(&self.series, &series) {
+            return false;
         }
+        self.things.values_mut().for_each(|c| c.series.clear());
+        self.series = series;
+        true
+    }
+
+    /// Whether some series counts `aws:num-messages-received` by topic, so that every delivery
+    /// must be observed as a `Delivered` event; otherwise the broker may count the server's own
+    /// deliveries per session ([`CloudMetrics::count_received`]).
+    pub fn needs_delivery_topics(&self) -> bool {
+        self.series.iter().any(|s| s.metric == "aws:num-messages-received")
+    }
+
+    /// Counts `n` messages delivered to `thing` that were not observed as events.
+    pub fn count_received(&mut self, thing: &str, n: u64) {
+        self.thing(thing).messages_received += n;
     }
 
     /// Counts a message on `topic` of `metric` (with its size) for every series selecting it.
@@ -368,12 +388,18 @@ mod tests {
             filters: vec!["things/+/telemetry".into()],
         };
         let mut m = CloudMetrics::new();
-        m.set_series(Arc::new(vec![
+        assert!(!m.needs_delivery_topics());
+        let sent_only = Arc::new(vec![series("aws:num-messages-sent", DimensionOperator::In)]);
+        assert!(m.set_series(sent_only.clone()));
+        assert!(!m.set_series(sent_only), "the same series again is no change");
+        assert!(!m.needs_delivery_topics(), "deliveries may be counted without their topics");
+        assert!(m.set_series(Arc::new(vec![
             series("aws:num-messages-sent", DimensionOperator::In),
             series("aws:num-messages-sent", DimensionOperator::NotIn),
             series("aws:message-byte-size", DimensionOperator::In),
             series("aws:num-messages-received", DimensionOperator::In),
-        ]));
+        ])));
+        assert!(m.needs_delivery_topics(), "a series counts deliveries by topic");
         let publish = |topic: &str, size: usize| BrokerEvent::Published {
             identity: a.clone(),
             topic: topic.into(),

@@ -119,6 +119,7 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
     let events_detection = detection.clone();
     let mut cloud = CloudMetrics::new();
     cloud.set_series(detection.dimension_series());
+    broker.set_system_delivery_events(cloud.needs_delivery_topics());
     let period = config.cloud_metrics.period;
     let (events_state, events_broker, events_authz) = (state.clone(), broker.clone(), authorizer.clone());
     // One task sees every broker event in order: ingest needs per-thing order, and the
@@ -132,13 +133,20 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
                 event = events.recv() => {
                     let Some(event) = event else { break };
                     events_state.emit_session(&event);
-                    cloud.set_series(events_detection.dimension_series());
+                    if cloud.set_series(events_detection.dimension_series()) {
+                        events_broker.set_system_delivery_events(cloud.needs_delivery_topics());
+                    }
                     cloud.observe(&event, |id| events_authz.thing_of(id));
                     if let BrokerEvent::Published { topic, payload, .. } = event {
                         ingest.publish(&topic, payload).await;
                     }
                 }
                 _ = tick.tick() => {
+                    // The server's own messages (replies) delivered this period, counted by
+                    // the broker rather than sent one event each.
+                    for (identity, n) in events_broker.take_system_deliveries() {
+                        cloud.count_received(&events_authz.thing_of(&identity), n);
+                    }
                     let connected = events_broker.sessions().iter().map(|s| (events_authz.thing_of(s).into_owned(), s.remote_addr.ip())).collect::<Vec<_>>();
                     let now_ms = events_state.now_ms();
                     let period = cloud.flush(connected, now_ms);

@@ -99,6 +99,51 @@ async fn in_process_publish_reaches_a_subscribed_device() {
     assert_eq!(delivered, vec![("thing-1".to_owned(), reply.len()), ("thing-1/app".to_owned(), reply.len())]);
 }
 
+/// With delivery events off, the broker's own messages delivered to a device are counted per
+/// session instead, and devices' messages still come as events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_deliveries_can_be_counted_instead_of_sent_as_events() {
+    let mut t = TestBroker::start(TestAcl::new()).await;
+    t.broker.set_system_delivery_events(false);
+    let cert = t.pki.client("thing-1", KeyKind::EcdsaP256);
+    let topic = own("thing-1", "defender/metrics/json/accepted");
+    let mut device = Device3::connected(t.v3("thing-1", &cert)).await;
+    device.client.subscribe(topic.as_str(), QoS::AtLeastOnce).await.unwrap();
+    device.wait_packet("SUBACK", |p| matches!(p, Packet::SubAck(_)).then_some(())).await;
+
+    for _ in 0..3 {
+        t.broker.publish(&topic, Bytes::from_static(b"{}"), 0).await.unwrap();
+        device.wait_packet("PUBLISH", |p| matches!(p, Packet::Publish(_)).then_some(())).await;
+    }
+    // The count is taken after the delivery hook ran, which follows the write to the device.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut counted = 0;
+    while counted < 3 {
+        counted += t
+            .broker
+            .take_system_deliveries()
+            .iter()
+            .map(|(identity, n)| {
+                assert_eq!(identity.client_id, "thing-1");
+                n
+            })
+            .sum::<u64>();
+        assert!(tokio::time::Instant::now() < deadline, "{counted} of 3 deliveries counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(counted, 3, "each delivery counted once");
+    assert!(t.broker.take_system_deliveries().is_empty(), "taking the counts resets them");
+
+    // A device's own message to a subscriber is still an event.
+    device.client.publish(topic.as_str(), QoS::AtLeastOnce, false, b"x".to_vec()).await.unwrap();
+    t.wait_event("Delivered", |e| match e {
+        BrokerEvent::Delivered { topic: got, .. } if *got == topic => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!(t.broker.take_system_deliveries().is_empty(), "not counted as the server's");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_process_publish_rejects_wildcards_and_bad_qos() {
     let t = TestBroker::start(TestAcl::new()).await;

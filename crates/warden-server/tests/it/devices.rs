@@ -362,6 +362,9 @@ async fn duplicates_are_rejected_across_a_restart() {
     let ReplyStatus::Rejected { code, .. } = replay.status else { panic!("{replay:?}") };
     assert_eq!(code.as_str(), "DuplicateReportId");
     assert_eq!(c.report("dev-1", Format::Json, report(11).as_bytes()).await.status, ReplyStatus::Accepted);
+    // The replies count as messages the device received (the broker counts the server's own
+    // deliveries rather than sending an event each).
+    lab.wait_total("dev-1", "aws:num-messages-received", 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
