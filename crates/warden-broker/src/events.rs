@@ -87,9 +87,9 @@ pub enum BrokerEvent {
         topic: String,
     },
     /// A message is being written to a device (after the receive check), for cloud-side
-    /// metrics such as messages received. The broker's own messages ([`Broker::publish`](crate::Broker::publish))
-    /// are only counted instead while
-    /// [`Broker::set_system_delivery_events`](crate::Broker::set_system_delivery_events) is off.
+    /// metrics such as messages received. While
+    /// [`Broker::set_system_delivery_events`](crate::Broker::set_system_delivery_events) is off,
+    /// the broker's own messages ([`Broker::publish`](crate::Broker::publish)) are only counted.
     Delivered {
         /// The receiving session.
         identity: Arc<Identity>,

@@ -226,15 +226,12 @@ impl Handler for Hooks {
             }
 
             Parameter::MessageDelivered(session, from, publish) => {
+                let Some(identity) = state.identity(session) else { return (true, acc) };
                 if from.is_system() && !state.system_delivery_events.load(Ordering::Relaxed) {
-                    if let Some(identity) = state.identity(session) {
-                        let mut counts = state.system_deliveries.lock().unwrap_or_else(|p| p.into_inner());
-                        let key = Arc::as_ptr(&identity) as usize;
-                        counts.entry(key).or_insert_with(|| (identity, 0)).1 += 1;
-                    }
-                    return (true, acc);
-                }
-                if let Some(identity) = state.identity(session) {
+                    let mut counts = state.system_deliveries.lock().unwrap_or_else(|p| p.into_inner());
+                    let key = Arc::as_ptr(&identity) as usize;
+                    counts.entry(key).or_insert_with(|| (identity, 0)).1 += 1;
+                } else {
                     let event = BrokerEvent::Delivered {
                         identity,
                         topic: publish.topic.to_string(),
