@@ -50,7 +50,10 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         print!("{}", config.to_toml());
         return Ok(ExitCode::SUCCESS);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_threads())
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let data_dir = config.data_dir.clone();
         let server = warden_server::server::start(config, Arc::new(SystemClock)).await?;

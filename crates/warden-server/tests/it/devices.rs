@@ -367,6 +367,70 @@ async fn duplicates_are_rejected_across_a_restart() {
     lab.wait_total("dev-1", "aws:num-messages-received", 2).await;
 }
 
+/// Reports of many things sent back to back at once, over two worker threads, reach the
+/// duplicate check in each thing's order (a report overtaking an earlier one of its thing would
+/// make that one a duplicate) while their store writes and replies run concurrently; after a
+/// restart the last report of every thing is known again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_to_back_reports_of_many_things_are_checked_in_order_across_a_restart() {
+    const THINGS: usize = 8;
+    const REPORTS: u64 = 25;
+    let lab = lab(Duration::ZERO).await;
+    let report = |id: u64| format!(r#"{{"hed":{{"rid":{id},"v":"1.0"}},"met":{{"ns":{{"bo":{id}}}}}}}"#);
+    let things: Vec<String> = (0..THINGS).map(|i| format!("dev-{i}")).collect();
+    let mut devices = Vec::new();
+    let mut clients = Vec::new();
+    for thing in &things {
+        let device = lab.device(thing).await;
+        let mut c = lab.client(&device, thing);
+        c.connect().await.unwrap();
+        c.subscribe(&format!("$aws/things/{thing}/defender/metrics/+/+")).await;
+        let topic = format!("$aws/things/{thing}/defender/metrics/json");
+        // Queued in the client; they all go out once its event loop is polled, below.
+        for id in 1..=REPORTS {
+            c.client.publish(&topic, QoS::AtLeastOnce, false, report(id)).await.unwrap();
+        }
+        devices.push(device);
+        clients.push(c);
+    }
+    let mut sending = tokio::task::JoinSet::new();
+    for mut c in clients {
+        sending.spawn(async move {
+            let mut replies = Vec::new();
+            while replies.len() < REPORTS as usize {
+                let payload = c
+                    .until(|p| match p {
+                        Packet::Publish(p) => Some(p.payload.clone()),
+                        _ => None,
+                    })
+                    .await
+                    .unwrap();
+                replies.push(decode_reply(&payload, Format::Json).unwrap());
+            }
+            replies
+        });
+    }
+    while let Some(replies) = sending.join_next().await {
+        let mut replies = replies.unwrap();
+        // Replies go out as their commits end, not necessarily in order.
+        replies.sort_by_key(|r| r.report_id);
+        for (reply, id) in replies.iter().zip(1..) {
+            assert_eq!((reply.report_id, &reply.status), (Some(id), &ReplyStatus::Accepted), "{replies:?}");
+        }
+    }
+    let lab = lab.restart().await;
+    for (device, thing) in devices.iter().zip(&things) {
+        let mut c = lab.client(device, thing);
+        c.connect().await.unwrap();
+        c.subscribe(&format!("$aws/things/{thing}/defender/metrics/+/+")).await;
+        let replay = c.report(thing, Format::Json, report(REPORTS).as_bytes()).await;
+        let ReplyStatus::Rejected { code, .. } = replay.status else { panic!("{thing}: {replay:?}") };
+        assert_eq!(code.as_str(), "DuplicateReportId", "{thing}");
+        let next = c.report(thing, Format::Json, report(REPORTS + 1).as_bytes()).await;
+        assert_eq!(next.status, ReplyStatus::Accepted, "{thing}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thing_cannot_use_another_things_topics_or_client_id() {
     let lab = lab(Duration::ZERO).await;
