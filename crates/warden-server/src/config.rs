@@ -20,9 +20,9 @@ pub struct ServerConfig {
     pub region: String,
     pub account_id: String,
     /// Threads running the MQTT sessions, ingest, detection, alerts and the API; 0 (the
-    /// default) means twice the CPUs. More threads than cores: when another process preempts
-    /// one of them, the work queued on it is taken up by another instead of waiting for it
-    /// (at 10,000 reports/s on 2 cores this halved the alert latency's p99, bench/RESULTS.md).
+    /// default) means one per CPU. Fewer leave cores to other services on the machine; twice
+    /// the CPUs was measured at 10,000 reports/s on 2 cores and did not reliably lower the
+    /// alert latency (bench/RESULTS.md).
     pub worker_threads: usize,
     pub mqtt: MqttSection,
     pub http: HttpSection,
@@ -189,7 +189,7 @@ impl ServerConfig {
     /// [`ServerConfig::worker_threads`] with 0 resolved.
     pub fn worker_threads(&self) -> usize {
         match self.worker_threads {
-            0 => 2 * std::thread::available_parallelism().map_or(1, |n| n.get()),
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         }
     }
@@ -223,7 +223,7 @@ impl ServerConfig {
             problems.push("alerts.attempts: must be 1 to 20".into());
         }
         if self.worker_threads > 1024 {
-            problems.push("worker_threads: must be 0 (twice the CPUs) to 1024".into());
+            problems.push("worker_threads: must be 0 (one per CPU) to 1024".into());
         }
         if self.storage.retention_days == 0 {
             problems.push("storage.retention_days: must be at least 1".into());
@@ -253,7 +253,7 @@ mod tests {
         assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.ingest.min_report_period, Duration::from_secs(300));
         let cpus = std::thread::available_parallelism().unwrap().get();
-        assert_eq!((c.worker_threads, c.worker_threads()), (0, 2 * cpus));
+        assert_eq!((c.worker_threads, c.worker_threads()), (0, cpus));
     }
 
     #[test]
@@ -281,7 +281,7 @@ mod tests {
         let e = ServerConfig::from_toml("[ingest]\nmin_report_period = \"soon\"\n").unwrap_err().to_string();
         assert!(e.contains("min_report_period"), "{e}");
         let e = ServerConfig::from_toml("worker_threads = 5000\n").unwrap_err().to_string();
-        assert!(e.contains("worker_threads: must be 0 (twice the CPUs) to 1024"), "{e}");
+        assert!(e.contains("worker_threads: must be 0 (one per CPU) to 1024"), "{e}");
         assert_eq!(ServerConfig::from_toml("worker_threads = 3\n").unwrap().worker_threads(), 3);
     }
 
