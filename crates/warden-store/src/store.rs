@@ -193,6 +193,10 @@ pub trait Store: RegistryBulk + Send + Sync + 'static {
     /// memory rather than reading each thing's on its first report after a start.
     async fn all_ingest_states(&self) -> Result<Vec<(String, IngestState)>>;
 
+    /// The last accepted report of each of `things`, in their order (`None` before a thing's
+    /// first), in one read: for a page of things.
+    async fn ingest_states(&self, things: &[String]) -> Result<Vec<Option<IngestState>>>;
+
     /// Records the last accepted report of `thing` (the thing need not be registered). It never
     /// moves back: a state whose report id is not greater than the stored one is ignored, since
     /// reports admitted in order are stored concurrently and may commit out of order.

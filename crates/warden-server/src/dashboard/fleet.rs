@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use axum::extract::State;
 use serde_json::{Value, json};
-use warden_store::{ActiveViolationFilter, PageRequest, StoreError, ThingFilter, all_pages};
+use warden_store::{ActiveViolationFilter, IngestState, PageRequest, StoreError, ThingFilter, all_pages};
 
 use super::Dashboard;
 use crate::api::protocol::{
@@ -47,16 +47,16 @@ impl Dashboard {
         broker.sessions().iter().map(|s| s.thing.clone()).collect()
     }
 
-    /// One fleet row.
+    /// One fleet row; `last` is the thing's ingest state (read for the whole page at once).
     async fn row(
         &self,
         thing: &str,
+        last: Option<IngestState>,
         connected: &BTreeSet<String>,
         quarantine: &BTreeSet<String>,
     ) -> Result<Value, ApiError> {
         let s = &self.state;
         let groups = s.store.list_groups_for_thing(thing, &PageRequest::first(250)).await?.items;
-        let last = s.store.ingest_state(thing).await?;
         let filter =
             ActiveViolationFilter { thing: Some(thing.to_owned()), ..ActiveViolationFilter::default() };
         let in_alarm =
@@ -91,9 +91,10 @@ pub(super) async fn fleet(State(d): State<Dashboard>, mut q: Query) -> ApiResult
             (page.items.into_iter().map(|t| t.name).collect(), page.next_token)
         }
     };
+    let states = s.store.ingest_states(&names).await?;
     let mut things = Vec::with_capacity(names.len());
-    for name in &names {
-        things.push(d.row(name, &connected, &quarantine).await?);
+    for (name, last) in names.iter().zip(states) {
+        things.push(d.row(name, last, &connected, &quarantine).await?);
     }
     let mut body = json!({ "things": things, "quarantineGroups": quarantine });
     if let Some(token) = next_token {
@@ -108,7 +109,8 @@ pub(super) async fn overview(State(d): State<Dashboard>, Name(thing): Name) -> A
     let s = &d.state;
     let described = s.store.describe_thing(&thing).await?;
     let quarantine = quarantine_groups(s).await?;
-    let row = d.row(&thing, &d.connected(), &quarantine).await?;
+    let last = s.store.ingest_state(&thing).await?;
+    let row = d.row(&thing, last, &d.connected(), &quarantine).await?;
     let effective = s.store.effective_groups_for_thing(&thing).await?;
     let mut targets: Vec<String> =
         ["all/things", "all/registered-things"].iter().map(|t| format!("{}{t}", s.arns.prefix())).collect();

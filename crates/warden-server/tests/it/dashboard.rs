@@ -292,6 +292,12 @@ async fn the_event_stream_carries_sessions_reports_and_memberships_and_the_fleet
     // One row by name; an unknown thing is an AWS-shaped 404; bad input a 400.
     let one = call(&lab, "GET", "/warden/fleet?thingName=dev-2", &[("cookie", &cookie)], "").await.json();
     assert_eq!(one["things"].as_array().unwrap().len(), 1);
+    // Both on one page (their states are read together): each row has its own thing's.
+    let both = call(&lab, "GET", "/warden/fleet?maxResults=2", &[("cookie", &cookie)], "").await.json();
+    assert_eq!(
+        (&both["things"][0]["lastReportTime"], &both["things"][1]["lastReportTime"]),
+        (&event["timestamp"], &Value::Null)
+    );
     let missing = call(&lab, "GET", "/warden/fleet?thingName=nobody", &[("cookie", &cookie)], "").await;
     assert_eq!(missing.error(), (404, "ResourceNotFoundException"));
     let bad = call(&lab, "GET", "/warden/fleet?maxResults=0", &[("cookie", &cookie)], "").await;

@@ -563,6 +563,14 @@ impl Store for SqliteStore {
         self.read(|tx| telemetry::all_ingest_states(tx)).await
     }
 
+    async fn ingest_states(&self, things: &[String]) -> Result<Vec<Option<IngestState>>> {
+        for thing in things {
+            names::check_thing_name(thing)?;
+        }
+        let things = things.to_vec();
+        self.read(move |tx| telemetry::ingest_states(tx, &things)).await
+    }
+
     async fn set_ingest_state(&self, thing: &str, state: IngestState) -> Result<()> {
         names::check_thing_name(thing)?;
         check_ingest_state(state)?;

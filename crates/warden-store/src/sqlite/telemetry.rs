@@ -31,7 +31,7 @@
 //! [`WriteCache`], so a report costs its two statements and nothing else.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, btree_map};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -74,31 +74,62 @@ pub(crate) fn ingest_state(conn: &Connection, thing: &str) -> Result<Option<Inge
 
 /// Every thing's state, ordered by thing, the log applied over the table as a fold would.
 pub(crate) fn all_ingest_states(conn: &Connection) -> Result<Vec<(String, IngestState)>> {
-    let state = |row: &rusqlite::Row<'_>| -> rusqlite::Result<(String, IngestState)> {
-        Ok((row.get(0)?, IngestState { last_report_id: row.get(1)?, accepted_at_ms: row.get(2)? }))
-    };
     let mut states = BTreeMap::new();
     let mut table = conn.prepare("SELECT thing, last_report_id, accepted_at_ms FROM ingest_state")?;
-    for row in table.query_map([], state)? {
-        let (thing, state) = row?;
-        states.insert(thing, state);
+    let mut rows = table.query([])?;
+    while let Some(row) = rows.next()? {
+        states.insert(
+            row.get(0)?,
+            Some(IngestState { last_report_id: row.get(1)?, accepted_at_ms: row.get(2)? }),
+        );
     }
-    let mut log =
-        conn.prepare("SELECT thing, last_report_id, accepted_at_ms FROM ingest_log ORDER BY rowid")?;
-    for row in log.query_map([], state)? {
-        let (thing, logged) = row?;
-        match states.entry(thing) {
-            btree_map::Entry::Vacant(slot) => {
-                slot.insert(logged);
-            }
-            btree_map::Entry::Occupied(mut known) => {
-                if logged.last_report_id > known.get().last_report_id {
-                    known.insert(logged);
-                }
-            }
+    for_each_logged_state(conn, |thing, logged| {
+        keep_newer(states.entry(thing.to_owned()).or_default(), logged);
+    })?;
+    Ok(states.into_iter().filter_map(|(thing, state)| Some((thing, state?))).collect())
+}
+
+/// The states of `things`, in their order (`None` for a thing that has not reported): each
+/// read from the table by its key, and the log read once for all of them (it has no index, so
+/// reading it per thing costs a scan per thing).
+pub(crate) fn ingest_states(conn: &Connection, things: &[String]) -> Result<Vec<Option<IngestState>>> {
+    let mut table =
+        conn.prepare_cached("SELECT last_report_id, accepted_at_ms FROM ingest_state WHERE thing = ?1")?;
+    let mut states = HashMap::with_capacity(things.len());
+    for thing in things {
+        let stored = table
+            .query_row([thing], |row| {
+                Ok(IngestState { last_report_id: row.get(0)?, accepted_at_ms: row.get(1)? })
+            })
+            .optional()?;
+        states.insert(thing.as_str(), stored);
+    }
+    for_each_logged_state(conn, |thing, logged| {
+        if let Some(state) = states.get_mut(thing) {
+            keep_newer(state, logged);
         }
+    })?;
+    Ok(things.iter().map(|thing| states[thing.as_str()]).collect())
+}
+
+/// Calls `f` with every row of the ingest log, oldest first.
+fn for_each_logged_state(conn: &Connection, mut f: impl FnMut(&str, IngestState)) -> Result<()> {
+    let mut log =
+        conn.prepare_cached("SELECT thing, last_report_id, accepted_at_ms FROM ingest_log ORDER BY rowid")?;
+    let mut rows = log.query([])?;
+    while let Some(row) = rows.next()? {
+        let thing = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+        f(thing, IngestState { last_report_id: row.get(1)?, accepted_at_ms: row.get(2)? });
     }
-    Ok(states.into_iter().collect())
+    Ok(())
+}
+
+/// What a fold does with a logged state: it replaces the known one only with a greater report
+/// id (in a tie the table's, or the earlier log row's, stays).
+fn keep_newer(known: &mut Option<IngestState>, logged: IngestState) {
+    if known.is_none_or(|k| logged.last_report_id > k.last_report_id) {
+        *known = Some(logged);
+    }
 }
 
 /// The direct API, rare: an upsert into the table, which the log's rows still override when

@@ -95,6 +95,15 @@ async fn reads_see_through_the_ingest_log_as_a_fold_would() {
                 assert_eq!(store.ingest_state(thing).await.unwrap(), Some(*state), "{thing} {when}");
             }
             assert_eq!(store.ingest_state("f").await.unwrap(), None, "{when}");
+            // A page of things in one read: in the order asked, unknown ones as `None`.
+            let page: Vec<String> = ["e", "f", "a", "d"].map(String::from).into();
+            let states = store.ingest_states(&page).await.unwrap();
+            assert_eq!(
+                states,
+                vec![Some(state(4, at(0))), None, Some(state(7, at(1))), Some(state(2, at(1)))],
+                "{when}"
+            );
+            assert!(store.ingest_states(&["not a name".into()]).await.is_err(), "{when}");
             store
         }
     };
