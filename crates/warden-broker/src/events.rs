@@ -62,6 +62,9 @@ pub enum BrokerEvent {
         payload: Bytes,
         /// The QoS the device published with (0, 1 or 2).
         qos: u8,
+        /// When the broker took it (after the policy check): how long it then waits for the
+        /// server is the server's queueing, apart from the network's and the session's.
+        received: std::time::Instant,
     },
     /// A PUBLISH was refused: MQTT 5 sessions got PUBACK 0x87 (QoS 1) and stay connected,
     /// MQTT 3.1.1 sessions are disconnected (3.1.1 has no way to refuse a single publish).

@@ -153,6 +153,7 @@ impl Handler for Hooks {
                         topic: publish.topic.to_string(),
                         payload: publish.payload.clone(),
                         qos: publish.qos.value(),
+                        received: std::time::Instant::now(),
                     };
                     state.events.emit_published(event, &state.counters).await;
                     return (false, Some(HookResult::PublishAclResult(PublishAclResult::allow())));

@@ -309,12 +309,14 @@ mod tests {
                 topic: "t".into(),
                 payload: vec![0; 300].into(),
                 qos: 0,
+                received: std::time::Instant::now(),
             },
             BrokerEvent::Published {
                 identity: a.clone(),
                 topic: "t".into(),
                 payload: vec![0; 40].into(),
                 qos: 0,
+                received: std::time::Instant::now(),
             },
             BrokerEvent::PublishDenied { identity: a.clone(), topic: "x".into() },
             BrokerEvent::SubscribeDenied { identity: a.clone(), filter: "#".into() },
@@ -405,6 +407,7 @@ mod tests {
             topic: topic.into(),
             payload: vec![0; size].into(),
             qos: 0,
+            received: std::time::Instant::now(),
         };
         for e in [
             publish("things/dev-1/telemetry", 10),

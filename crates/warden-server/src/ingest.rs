@@ -37,6 +37,7 @@ use warden_wire::{
 };
 
 use crate::detect::Detection;
+use crate::metrics::Histogram;
 use crate::state::AppState;
 
 /// Reports being stored and answered at once; more wait (backpressure).
@@ -50,6 +51,8 @@ pub struct IngestStats {
     pub rejected_duplicate: AtomicU64,
     pub rejected_throttled: AtomicU64,
     pub store_errors: AtomicU64,
+    /// From the broker taking a report to ingest starting on it: the server's own queueing.
+    pub queue_wait: Histogram,
 }
 
 impl IngestStats {
@@ -113,11 +116,13 @@ impl Ingest {
         }
     }
 
-    /// Handles one allowed PUBLISH; anything that is not a report topic is ignored here.
-    pub async fn publish(&mut self, topic: &str, payload: Bytes) {
+    /// Handles one allowed PUBLISH, which the broker took at `received`; anything that is not
+    /// a report topic is ignored here.
+    pub async fn publish(&mut self, topic: &str, payload: Bytes, received: std::time::Instant) {
         let Some(t) = ReportTopic::parse(topic).filter(|t| t.kind == TopicKind::Report) else {
             return;
         };
+        self.stats.queue_wait.record(received.elapsed());
         let now_ms = self.state.now_ms();
         let thing: Arc<str> = t.thing.into();
         let outcome = match decode_report(&payload, t.format, &self.limits) {

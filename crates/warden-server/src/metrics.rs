@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use warden_broker::BrokerStats;
 
@@ -24,6 +25,46 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str
 
 fn load(c: &AtomicU64) -> u64 {
     c.load(Ordering::Relaxed)
+}
+
+/// A histogram of durations in atomics, with fixed bucket bounds: from 1 ms (nothing waits
+/// longer at rest) to 5 s (the broker's default `published_backpressure`, after which a report
+/// is dropped).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative), the last one above every bound.
+    counts: [AtomicU64; BOUNDS_MS.len() + 1],
+    sum_us: AtomicU64,
+}
+
+const BOUNDS_MS: [u64; 12] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000];
+
+impl Histogram {
+    pub fn record(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let bucket = BOUNDS_MS.iter().position(|&ms| us <= ms * 1000).unwrap_or(BOUNDS_MS.len());
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// Writes the family in seconds, with cumulative buckets as Prometheus wants them.
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (i, count) in self.counts.iter().enumerate() {
+            cumulative += load(count);
+            match BOUNDS_MS.get(i) {
+                Some(ms) => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {cumulative}", *ms as f64 / 1000.0);
+                }
+                None => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+                }
+            }
+        }
+        let _ = writeln!(out, "{name}_sum {}", load(&self.sum_us) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {cumulative}");
+    }
 }
 
 /// Renders the MQTT and ingest metrics; `sessions` is the number of live MQTT sessions.
@@ -83,6 +124,11 @@ pub fn render(broker: &BrokerStats, sessions: usize, ingest: &IngestStats) -> St
         "counter",
         "Accepted reports whose datapoints could not be stored.",
         &[("", load(&ingest.store_errors))],
+    );
+    ingest.queue_wait.render(
+        &mut out,
+        "warden_report_queue_seconds",
+        "Time reports waited between the MQTT endpoint and ingest (the server falling behind shows here first).",
     );
     out
 }
@@ -163,10 +209,37 @@ mod tests {
         assert!(text.contains("warden_mqtt_authorization_failures_total{kind=\"publish\"} 1\n"));
         assert!(text.contains("warden_reports_accepted_total 7\n"));
         assert!(text.contains("warden_reports_rejected_total{code=\"Throttled\"} 2\n"));
+        assert!(text.contains("# TYPE warden_report_queue_seconds histogram\n"), "{text}");
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (name, value) = line.rsplit_once(' ').unwrap();
-            assert!(name.starts_with("warden_") && value.parse::<u64>().is_ok(), "{line}");
+            assert!(name.starts_with("warden_") && value.parse::<f64>().is_ok(), "{line}");
         }
+    }
+
+    #[test]
+    fn a_histogram_renders_cumulative_buckets_in_seconds() {
+        let h = Histogram::default();
+        for us in [0, 1_000, 1_001, 30_000, 7_000_000] {
+            h.record(Duration::from_micros(us));
+        }
+        let mut text = String::new();
+        h.render(&mut text, "w", "Help.");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[..2], ["# HELP w Help.", "# TYPE w histogram"]);
+        // A bound is inclusive: 1 ms is in `le="0.001"`, 1.001 ms in the next.
+        for expected in [
+            "w_bucket{le=\"0.001\"} 2",
+            "w_bucket{le=\"0.002\"} 3",
+            "w_bucket{le=\"0.025\"} 3",
+            "w_bucket{le=\"0.05\"} 4",
+            "w_bucket{le=\"5\"} 4",
+            "w_bucket{le=\"+Inf\"} 5",
+            "w_sum 7.032001",
+            "w_count 5",
+        ] {
+            assert!(lines.contains(&expected), "{expected} in\n{text}");
+        }
+        assert_eq!(lines.len(), 2 + BOUNDS_MS.len() + 1 + 2, "{text}");
     }
 }
 

@@ -137,8 +137,8 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
                         events_broker.set_system_delivery_events(cloud.needs_delivery_topics());
                     }
                     cloud.observe(&event, |id| events_authz.thing_of(id));
-                    if let BrokerEvent::Published { topic, payload, .. } = event {
-                        ingest.publish(&topic, payload).await;
+                    if let BrokerEvent::Published { topic, payload, received, .. } = event {
+                        ingest.publish(&topic, payload, received).await;
                     }
                 }
                 _ = tick.tick() => {

@@ -46,7 +46,7 @@ async fn allowed_publish_emits_published_with_identity_and_payload() {
     device3.client.publish(topic.as_str(), QoS::AtMostOnce, false, r#"{"header":{}}"#).await.unwrap();
     let (identity, got_topic, payload, qos) = t
         .wait_event("Published", |e| match e {
-            BrokerEvent::Published { identity, topic, payload, qos } => {
+            BrokerEvent::Published { identity, topic, payload, qos, .. } => {
                 Some((identity.clone(), topic.clone(), payload.clone(), *qos))
             }
             _ => None,

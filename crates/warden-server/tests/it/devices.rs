@@ -334,6 +334,8 @@ async fn malformed_duplicate_and_throttled_reports_are_rejected_with_their_codes
     let text = warden_server::metrics::render(&lab.server.broker.stats(), 1, &lab.server.ingest_stats);
     assert!(text.contains("warden_reports_rejected_total{code=\"InvalidPayload\"} 2"), "{text}");
     assert!(text.contains("warden_reports_rejected_total{code=\"DuplicateReportId\"} 1"), "{text}");
+    // Every report, whatever its fate, went through ingest's queue once.
+    assert!(text.contains("warden_report_queue_seconds_count 5\n"), "{text}");
 }
 
 /// The last accepted report id of every thing is read back at the first report after a start,
