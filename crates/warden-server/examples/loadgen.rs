@@ -468,6 +468,7 @@ async fn run(flags: &Flags) -> anyhow::Result<()> {
                 "send_full": f1 - f0, "skipped": k1 - k0, "unmatched": u1 - u0,
                 "samples": lat.len(),
                 "p50_ms": pct(0.5), "p90_ms": pct(0.9), "p99_ms": pct(0.99), "p999_ms": pct(0.999),
+                "server_queue_wait_le_ms": queue_wait(&m0, &m1),
                 "max_ms": lat.last().map_or(f64::NAN, |v| f64::from(*v) / 1000.0),
                 "server_cpu_pct": server_cpu, "gen_cpu_pct": gen_cpu,
                 "other_cpu_pct": busy - server_cpu - gen_cpu, "machine_busy_pct": busy,
@@ -1199,6 +1200,7 @@ async fn latency(flags: &Flags) -> anyhow::Result<()> {
             "from_ingest_ms": percentiles(&from_ingest),
             "alerts_lost": lost,
             "drain_secs": drain_secs,
+            "server_queue_wait_le_ms": queue_wait(&m0, &m1),
             "server_cpu_pct": server_cpu, "gen_cpu_pct": gen_cpu,
             "other_cpu_pct": busy - server_cpu - gen_cpu, "machine_busy_pct": busy,
             "server_threads_pct": threads,
@@ -1387,6 +1389,22 @@ impl CpuSnapshot {
 }
 
 /// The server's `/metrics` as name{labels} → value.
+/// The server's `warden_report_queue_seconds` histogram over a step: for each bucket bound
+/// in ms, the reports that waited at most that long between the MQTT endpoint and ingest.
+fn queue_wait(a: &Option<BTreeMap<String, f64>>, b: &Option<BTreeMap<String, f64>>) -> serde_json::Value {
+    let (Some(a), Some(b)) = (a, b) else { return serde_json::Value::Null };
+    let prefix = "warden_report_queue_seconds_bucket{le=\"";
+    let buckets: serde_json::Map<String, serde_json::Value> = b
+        .iter()
+        .filter_map(|(k, v)| {
+            let le = k.strip_prefix(prefix)?.strip_suffix("\"}")?;
+            let ms = le.parse::<f64>().map_or_else(|_| le.to_owned(), |s| format!("{}", s * 1000.0));
+            Some((ms, serde_json::json!(v - a.get(k).copied().unwrap_or(0.0))))
+        })
+        .collect();
+    serde_json::Value::Object(buckets)
+}
+
 fn scrape(addr: Option<&str>) -> Option<BTreeMap<String, f64>> {
     let addr = addr?;
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
