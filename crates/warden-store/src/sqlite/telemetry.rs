@@ -66,10 +66,13 @@ pub(crate) fn ingest_state(conn: &Connection, thing: &str) -> Result<Option<Inge
              ORDER BY last_report_id DESC, seq
              LIMIT 1",
         )?
-        .query_row([thing], |row| {
-            Ok(IngestState { last_report_id: row.get(0)?, accepted_at_ms: row.get(1)? })
-        })
+        .query_row([thing], |row| state_at(row, 0))
         .optional()?)
+}
+
+/// The state in columns `at` (`last_report_id`) and `at + 1` (`accepted_at_ms`) of `row`.
+fn state_at(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<IngestState> {
+    Ok(IngestState { last_report_id: row.get(at)?, accepted_at_ms: row.get(at + 1)? })
 }
 
 /// Every thing's state, ordered by thing, the log applied over the table as a fold would.
@@ -78,10 +81,7 @@ pub(crate) fn all_ingest_states(conn: &Connection) -> Result<Vec<(String, Ingest
     let mut table = conn.prepare("SELECT thing, last_report_id, accepted_at_ms FROM ingest_state")?;
     let mut rows = table.query([])?;
     while let Some(row) = rows.next()? {
-        states.insert(
-            row.get(0)?,
-            Some(IngestState { last_report_id: row.get(1)?, accepted_at_ms: row.get(2)? }),
-        );
+        states.insert(row.get(0)?, Some(state_at(row, 1)?));
     }
     for_each_logged_state(conn, |thing, logged| {
         keep_newer(states.entry(thing.to_owned()).or_default(), logged);
@@ -97,11 +97,7 @@ pub(crate) fn ingest_states(conn: &Connection, things: &[String]) -> Result<Vec<
         conn.prepare_cached("SELECT last_report_id, accepted_at_ms FROM ingest_state WHERE thing = ?1")?;
     let mut states = HashMap::with_capacity(things.len());
     for thing in things {
-        let stored = table
-            .query_row([thing], |row| {
-                Ok(IngestState { last_report_id: row.get(0)?, accepted_at_ms: row.get(1)? })
-            })
-            .optional()?;
+        let stored = table.query_row([thing], |row| state_at(row, 0)).optional()?;
         states.insert(thing.as_str(), stored);
     }
     for_each_logged_state(conn, |thing, logged| {
@@ -119,7 +115,7 @@ fn for_each_logged_state(conn: &Connection, mut f: impl FnMut(&str, IngestState)
     let mut rows = log.query([])?;
     while let Some(row) = rows.next()? {
         let thing = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
-        f(thing, IngestState { last_report_id: row.get(1)?, accepted_at_ms: row.get(2)? });
+        f(thing, state_at(row, 1)?);
     }
     Ok(())
 }
