@@ -3,7 +3,7 @@
 //! `/rejected` in the request's encoding.
 //!
 //! Per-thing ordering lives in memory: the duplicate and throttle checks read and update an
-//! in-memory map in the single ingest task, so two reports from one thing can never both pass.
+//! in-memory map on the single event thread, so two reports from one thing can never both pass.
 //! The store writes and the reply then run concurrently (bounded by [`MAX_IN_FLIGHT`]), so a
 //! slow disk turns into backpressure on the broker's event channel rather than unbounded memory.
 //! The map is filled from the store, in one read, at the first report after a start, so
@@ -78,6 +78,9 @@ pub struct Ingest {
     in_flight: Arc<Semaphore>,
     detection: Detection,
     pub stats: Arc<IngestStats>,
+    /// The server's runtime, where each report is stored and answered (ingest itself may run
+    /// on a thread of its own).
+    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -113,6 +116,7 @@ impl Ingest {
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             detection,
             stats,
+            runtime: tokio::runtime::Handle::current(),
         }
     }
 
@@ -147,7 +151,7 @@ impl Ingest {
         let stats = self.stats.clone();
         let reply_topic = t.reply(outcome.is_ok()).to_string();
         let format = t.format;
-        tokio::spawn(async move {
+        self.runtime.spawn(async move {
             let _permit = permit;
             let reply = match outcome {
                 Ok(report_id) => {
@@ -197,7 +201,7 @@ impl Ingest {
     async fn admit(&mut self, thing: &str, report: &MetricReport, now_ms: i64) -> Result<(), Rejection> {
         let report_id = report.header.report_id;
         if !self.loaded {
-            // One read for the whole fleet: this runs in the one ingest task, so reading each
+            // One read for the whole fleet: this runs on the one event thread, so reading each
             // thing's state on its first report would queue a reconnecting fleet behind a store
             // read per thing.
             match self.state.store.all_ingest_states().await {

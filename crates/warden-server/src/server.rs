@@ -122,9 +122,15 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
     broker.set_system_delivery_events(cloud.needs_delivery_topics());
     let period = config.cloud_metrics.period;
     let (events_state, events_broker, events_authz) = (state.clone(), broker.clone(), authorizer.clone());
-    // One task sees every broker event in order: ingest needs per-thing order, and the
-    // cloud-side aggregation must count each event once.
-    let events_task = tokio::spawn(async move {
+    // One loop sees every broker event in order: ingest needs per-thing order, and the
+    // cloud-side aggregation must count each event once. It runs on a thread of its own (its
+    // own single-threaded runtime; stores, replies and cloud periods go to the server's
+    // runtime): as a task among thousands of session tasks it waited behind them whenever an
+    // await yielded to tokio's cooperative budget, and that queue was most of the alert
+    // latency's tail (bench/RESULTS.md, session 7).
+    let runtime = tokio::runtime::Handle::current();
+    let (events_done, events_ended) = tokio::sync::oneshot::channel::<()>();
+    let events_loop = async move {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -153,7 +159,7 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
                     // Evaluated and stored off the event path: with many things this is large,
                     // and awaiting it here would hold up every report behind it.
                     let (state, detection) = (events_state.clone(), events_detection.clone());
-                    tokio::spawn(async move {
+                    runtime.spawn(async move {
                         detection.observe_period(&period, now_ms).await;
                         match state.store.append_datapoints(period.points).await {
                             Ok(()) => state.emit(crate::state::LiveEvent::CloudMetrics { timestamp: now_ms as f64 / 1000.0 }),
@@ -163,6 +169,19 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
                 }
             }
         }
+    };
+    std::thread::Builder::new()
+        .name("warden-events".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt.block_on(events_loop),
+                Err(e) => tracing::error!(error = %e, "cannot start the event thread's runtime"),
+            }
+            let _ = events_done.send(());
+        })
+        .context("starting the event thread")?;
+    let events_task = tokio::spawn(async move {
+        let _ = events_ended.await;
     });
 
     // Retention: whole day tables older than `storage.retention_days` are dropped at start and
@@ -229,7 +248,7 @@ impl RunningServer {
             sqlite,
             ..
         } = self;
-        // HTTP finishes its requests; the event task stops taking events (reports already
+        // HTTP finishes its requests; the event thread stops taking events (reports already
         // accepted finish their store writes and replies in their own tasks).
         for t in tasks {
             let _ = t.await;
