@@ -170,13 +170,14 @@ pub async fn start(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Resul
             }
         }
     };
+    let events_runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the event thread's runtime")?;
     std::thread::Builder::new()
         .name("warden-events".into())
         .spawn(move || {
-            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt.block_on(events_loop),
-                Err(e) => tracing::error!(error = %e, "cannot start the event thread's runtime"),
-            }
+            events_runtime.block_on(events_loop);
             let _ = events_done.send(());
         })
         .context("starting the event thread")?;
