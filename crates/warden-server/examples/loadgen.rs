@@ -1388,7 +1388,6 @@ impl CpuSnapshot {
     }
 }
 
-/// The server's `/metrics` as name{labels} → value.
 /// The server's `warden_report_queue_seconds` histogram over a step: for each bucket bound
 /// in ms, the reports that waited at most that long between the MQTT endpoint and ingest.
 fn queue_wait(a: &Option<BTreeMap<String, f64>>, b: &Option<BTreeMap<String, f64>>) -> serde_json::Value {
@@ -1405,6 +1404,7 @@ fn queue_wait(a: &Option<BTreeMap<String, f64>>, b: &Option<BTreeMap<String, f64
     serde_json::Value::Object(buckets)
 }
 
+/// The server's `/metrics` as name{labels} → value.
 fn scrape(addr: Option<&str>) -> Option<BTreeMap<String, f64>> {
     let addr = addr?;
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
